@@ -1,0 +1,292 @@
+"""Classes pickled by value (dynamic, ``__main__``, registered modules), enums and TypeVars.
+
+A class pickled by value carries an id derived from its content, not a random one, so the
+same class pickles to the same bytes in every process; loading that id twice in one process
+gives the same class object back (the registry below), which keeps ``isinstance`` and enum
+member identity working across pickles.
+"""
+
+import abc
+import enum
+import hashlib
+import sys
+import threading
+import types
+import typing
+import weakref
+from types import GetSetDescriptorType, MemberDescriptorType
+from typing import Any, Dict, List, Optional, Tuple
+
+from . import _rebuild
+
+_LOCK = threading.RLock()
+_ID_BY_CLASS: "weakref.WeakKeyDictionary[type, str]" = weakref.WeakKeyDictionary()
+_CLASS_BY_ID: "weakref.WeakValueDictionary[str, type]" = weakref.WeakValueDictionary()
+# Classes made by make_class that still wait for their state.
+_FRESH: "weakref.WeakSet[type]" = weakref.WeakSet()
+_TYPEVAR_BY_ID: Dict[str, Any] = {}
+_ID_BY_TYPEVAR: Dict[int, Tuple[Any, str]] = {}
+
+# Builtin types that cannot be found as module.qualname (types.FunctionType is
+# ``builtins.function``, which does not exist): pickled as ``getattr(types, name)``.
+_SPECIAL_TYPES: Dict[type, tuple] = {
+    type(None): (type, (None,)),
+    type(Ellipsis): (type, (Ellipsis,)),
+    type(NotImplemented): (type, (NotImplemented,)),
+}
+
+
+def _found_by_name(module_name: Any, qualname: Any, obj: Any) -> bool:
+    if type(module_name) is not str or type(qualname) is not str:
+        return False
+    module = sys.modules.get(module_name)
+    if module is None:
+        return False
+    found: Any = module
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+        if found is None:
+            return False
+    return found is obj
+
+
+for _name in sorted(vars(types)):
+    _obj = getattr(types, _name)
+    if (isinstance(_obj, type) and _obj not in _SPECIAL_TYPES
+            and not _found_by_name(_obj.__module__, _obj.__qualname__, _obj)):
+        _SPECIAL_TYPES[_obj] = (getattr, (types, _name))
+del _name, _obj
+
+_DYNAMIC_MODULES = frozenset({"__main__", "__mp_main__"})
+
+
+def by_reference(obj: Any, qualname: Any) -> bool:
+    """Whether ``obj`` (a class or TypeVar) is importable as ``obj.__module__`` + ``qualname``."""
+    from . import _modules
+
+    module_name = getattr(obj, "__module__", None)
+    if module_name == "builtins":
+        return True
+    if module_name in _DYNAMIC_MODULES:
+        return False
+    if type(module_name) is str and _modules.BY_VALUE and _modules.is_by_value_name(module_name):
+        return False
+    return _found_by_name(module_name, qualname, obj)
+
+
+# --------------------------------------------------------------------------------------------
+# Class ids
+
+def _digest_part(value: Any) -> str:
+    func = value
+    if isinstance(value, (classmethod, staticmethod)):
+        func = value.__func__
+    elif isinstance(value, property):
+        func = value.fget
+    code = getattr(func, "__code__", None)
+    if code is not None:
+        return f"code:{code.co_filename}:{code.co_firstlineno}:{code.co_code.hex()}"
+    if value is None or type(value) in (int, float, str, bytes, bool):
+        return repr(value)
+    return type(value).__qualname__
+
+
+def _content_digest(cls: type) -> str:
+    parts: List[str] = [
+        repr(cls.__module__), cls.__qualname__, type(cls).__qualname__,
+        ",".join(f"{b.__module__}.{b.__qualname__}" for b in cls.__bases__),
+    ]
+    for key, value in cls.__dict__.items():
+        parts.append(f"{key}={_digest_part(value)}")
+    return hashlib.blake2b("\n".join(parts).encode("utf-8", "backslashreplace"),
+                           digest_size=12).hexdigest()
+
+
+def class_id(cls: type) -> str:
+    """Content-derived id of a class pickled by value; stable across processes."""
+    with _LOCK:
+        cid = _ID_BY_CLASS.get(cls)
+        if cid is None:
+            digest = _content_digest(cls)
+            n = 0
+            while True:
+                cid = f"{digest}-{n}"
+                if _CLASS_BY_ID.get(cid) is None:
+                    break
+                n += 1
+            _ID_BY_CLASS[cls] = cid
+            _CLASS_BY_ID[cid] = cls
+        return cid
+
+
+# --------------------------------------------------------------------------------------------
+# Reduction
+
+# Created by the metaclass itself when the class is rebuilt, or only meaningful in this process.
+_SKIP = frozenset({
+    "__dict__", "__weakref__", "_abc_impl", "__module__", "__qualname__", "__slots__",
+    "__orig_bases__",
+})
+_ENUM_SKIP = frozenset({
+    "_member_names_", "_member_map_", "_value2member_map_", "_unhashable_values_",
+    "_member_type_", "_value_repr_", "_new_member_", "_use_args_", "_boundary_",
+    "_flag_mask_", "_all_bits_", "_singles_mask_", "_inverted_", "__new__", "__new_member__",
+    "_hashable_values_",
+})
+
+
+def _sort_name(c: type) -> Tuple[str, str]:
+    return (str(c.__module__), c.__qualname__)
+
+
+def _abc_registry(cls: type) -> Optional[tuple]:
+    if not isinstance(cls, abc.ABCMeta):
+        return None
+    try:
+        registry = abc._get_dump(cls)[0]  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):
+        return None
+    subclasses = [r() for r in registry]
+    subclasses = [c for c in subclasses if c is not None]
+    if not subclasses:
+        return None
+    return tuple(sorted(subclasses, key=_sort_name))
+
+
+def reduce_class(pickler: Any, cls: type) -> Any:
+    """Reduce value of a class: NotImplemented when importable by name, else by value."""
+    special = _SPECIAL_TYPES.get(cls)
+    if special is not None:
+        return special
+    if by_reference(cls, cls.__qualname__):
+        return NotImplemented
+    return _reduce_by_value(pickler, cls)
+
+
+def _reduce_by_value(pickler: Any, cls: type) -> tuple:
+    d = cls.__dict__
+    skeleton: Dict[str, Any] = {"__module__": cls.__module__, "__qualname__": cls.__qualname__}
+    for key in ("__slots__", "__orig_bases__"):
+        if key in d:
+            skeleton[key] = d[key]
+    skip = _SKIP
+    members: Dict[str, Any] = {}
+    if isinstance(cls, enum.EnumMeta):
+        skip = skip | _ENUM_SKIP
+        for name, member in cls.__members__.items():
+            members[name] = member._value_
+    stable = pickler._stable
+    attrs: Dict[str, Any] = {}
+    for key, value in d.items():
+        if key in skip or key in members:
+            continue
+        t = type(value)
+        if (t is MemberDescriptorType or t is GetSetDescriptorType) and value.__objclass__ is cls:
+            continue  # made from __slots__ when the class is rebuilt
+        attrs[key] = stable(value)
+    skeleton.update(members)
+    return (
+        _rebuild.make_class,
+        (type(cls), cls.__name__, cls.__bases__, skeleton, class_id(cls)),
+        (attrs, _abc_registry(cls)),
+        None,
+        None,
+        _rebuild.set_class_state,
+    )
+
+
+def make_class(metaclass: type, name: str, bases: tuple, skeleton: Dict[str, Any],
+               cid: str) -> type:
+    """The class with id ``cid``: the one already in this process, else a new skeleton."""
+    with _LOCK:
+        existing = _CLASS_BY_ID.get(cid)
+        if existing is not None:
+            return existing
+
+        def body(ns: Dict[str, Any]) -> None:
+            for key, value in skeleton.items():  # item by item: enum namespaces hook __setitem__
+                ns[key] = value
+
+        try:
+            cls = types.new_class(name, bases, {"metaclass": metaclass}, body)
+        except TypeError:
+            # Metaclasses that refuse their own classes' bases (TypedDict's) are bypassed.
+            cls = type.__new__(metaclass, name, bases, dict(skeleton))
+        _FRESH.add(cls)
+        _ID_BY_CLASS[cls] = cid
+        _CLASS_BY_ID[cid] = cls
+        return cls
+
+
+def set_class_state(cls: type, state: tuple) -> type:
+    """Attach methods and attributes; a class that already existed is left as it is."""
+    attrs, registry = state
+    with _LOCK:
+        if cls not in _FRESH:
+            return cls
+        _FRESH.discard(cls)
+    for key, value in attrs.items():
+        setattr(cls, key, value)
+        set_name = getattr(type(value), "__set_name__", None)
+        if set_name is not None:
+            set_name(value, cls, key)
+    if registry:
+        for sub in registry:
+            cls.register(sub)  # type: ignore[attr-defined]
+    return cls
+
+
+# --------------------------------------------------------------------------------------------
+# TypeVar, ParamSpec, TypeVarTuple
+
+_TYPEVAR_KINDS = tuple(
+    k for k in (getattr(typing, n, None) for n in ("TypeVar", "ParamSpec", "TypeVarTuple"))
+    if k is not None
+)
+
+
+def reduce_typevar(pickler: Any, tv: Any) -> Any:
+    if by_reference(tv, tv.__name__):
+        return NotImplemented
+    kind = type(tv)
+    constraints = getattr(tv, "__constraints__", ())
+    bound = getattr(tv, "__bound__", None)
+    co = bool(getattr(tv, "__covariant__", False))
+    contra = bool(getattr(tv, "__contravariant__", False))
+    infer = bool(getattr(tv, "__infer_variance__", False))
+    return (_rebuild.make_typevar,
+            (kind, tv.__name__, bound, constraints, co, contra, infer, _typevar_id(tv)))
+
+
+def _typevar_id(tv: Any) -> str:
+    with _LOCK:
+        entry = _ID_BY_TYPEVAR.get(id(tv))
+        if entry is not None and entry[0] is tv:
+            return entry[1]
+        base = f"{tv.__module__}.{tv.__name__}:{type(tv).__name__}"
+        n = 0
+        while f"{base}-{n}" in _TYPEVAR_BY_ID:
+            n += 1
+        tid = f"{base}-{n}"
+        _TYPEVAR_BY_ID[tid] = tv
+        _ID_BY_TYPEVAR[id(tv)] = (tv, tid)
+        return tid
+
+
+def make_typevar(kind: Any, name: str, bound: Any, constraints: tuple, covariant: bool,
+                 contravariant: bool, infer_variance: bool, tid: str) -> Any:
+    """The TypeVar (or ParamSpec, TypeVarTuple) with id ``tid``, made once per process."""
+    with _LOCK:
+        existing = _TYPEVAR_BY_ID.get(tid)
+        if existing is not None:
+            return existing
+        kwargs: Dict[str, Any] = {}
+        if kind is typing.TypeVar or getattr(kind, "__name__", "") == "ParamSpec":
+            kwargs = {"bound": bound, "covariant": covariant, "contravariant": contravariant}
+            if infer_variance:
+                kwargs["infer_variance"] = True
+        args = tuple(constraints) if kind is typing.TypeVar else ()
+        tv = kind(name, *args, **kwargs)
+        _TYPEVAR_BY_ID[tid] = tv
+        _ID_BY_TYPEVAR[id(tv)] = (tv, tid)
+        return tv

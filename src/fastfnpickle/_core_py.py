@@ -1,0 +1,422 @@
+"""Pure-Python twin of ``_core.pyx``: the pickling hot path.
+
+Same names, same behaviour and the same output bytes as the compiled core; the parity tests
+hold both to that. Everything here must stay portable 1:1 to Cython: plain functions, explicit
+tuples, exact type checks.
+"""
+
+import marshal
+import pickle
+import sys
+import weakref
+from pickle import PicklingError
+from types import CellType, CodeType, FunctionType, ModuleType
+from typing import Any, Dict, List, Optional, Tuple
+
+from . import _bytecode as B
+from . import _classes, _modules, _rebuild, _reducers
+from ._format import CODE_TAG, FROZENSET_MARK
+
+DEFAULT_PROTOCOL: int = pickle.HIGHEST_PROTOCOL
+
+# A function's module names that never resolve to an importable module.
+_DYNAMIC_MODULES = frozenset({"__main__", "__mp_main__", None})
+
+_SET_TYPES = (set, frozenset)
+
+
+# --------------------------------------------------------------------------------------------
+# Per-code-object analysis, cached: code objects are immutable, so everything derived from one
+# (the encoded bytes, the globals it reads, the attribute chains that may name submodules)
+# is computed once per code object and dropped when the code object dies.
+
+class CodeInfo:
+    """What pickling needs to know about one code object."""
+
+    __slots__ = ("reduced", "names", "chains", "__weakref__")
+
+    def __init__(self, reduced: tuple, names: Tuple[str, ...],
+                 chains: Tuple[Tuple[str, Tuple[str, ...]], ...]) -> None:
+        self.reduced = reduced
+        self.names = names
+        self.chains = chains
+
+
+_CODE_CACHE: Dict[int, Tuple[Any, CodeInfo]] = {}
+
+
+def _forget(ref: Any, key: int) -> None:
+    entry = _CODE_CACHE.get(key)
+    if entry is not None and entry[0] is ref:
+        del _CODE_CACHE[key]
+
+
+def code_info(code: CodeType) -> CodeInfo:
+    """The cached :class:`CodeInfo` of ``code``."""
+    key = id(code)
+    entry = _CODE_CACHE.get(key)
+    if entry is not None and entry[0]() is code:
+        return entry[1]
+    names: List[str] = []
+    chains: List[Tuple[str, Tuple[str, ...]]] = []
+    has_sets = _scan_code(code, names, chains, set(), set())
+    info = CodeInfo(_encode_code(code, has_sets), tuple(names), tuple(chains))
+    ref = weakref.ref(code, lambda r, key=key: _forget(r, key))
+    _CODE_CACHE[key] = (ref, info)
+    return info
+
+
+def _add_chain(chains: List[Tuple[str, Tuple[str, ...]]], seen_chains: set,
+               head: str, attrs: List[str]) -> None:
+    chain = (head, tuple(attrs))
+    if chain not in seen_chains:
+        seen_chains.add(chain)
+        chains.append(chain)
+
+
+def _scan_code(code: CodeType, names: List[str], chains: List[Tuple[str, Tuple[str, ...]]],
+               seen_names: set, seen_chains: set) -> bool:
+    """Collect global names read or written by ``code`` and the code nested in it.
+
+    Also collects attribute chains that start at a global (``os.path.join`` ->
+    ``("os", ("path", "join"))``): the candidates for submodules to import on load.
+    Returns whether a frozenset constant occurs anywhere (its bytes need sorting).
+    """
+    co = code.co_code
+    co_names = code.co_names
+    n = len(co)
+    ext = 0
+    head: Optional[str] = None
+    attrs: List[str] = []
+    i = 0
+    while i < n:
+        op = co[i]
+        arg = co[i + 1] | ext
+        i += 2
+        if op == B.EXTENDED_ARG:
+            ext = arg << 8
+            continue
+        ext = 0
+        if op == B.CACHE:
+            continue
+        if op == B.LOAD_ATTR:
+            if head is not None:
+                attrs.append(co_names[arg >> B.LOAD_ATTR_SHIFT])
+            continue
+        if op == B.LOAD_METHOD:
+            if head is not None:
+                attrs.append(co_names[arg])
+            continue
+        if head is not None:
+            if attrs:
+                _add_chain(chains, seen_chains, head, attrs)
+                attrs = []
+            head = None
+        if op == B.LOAD_GLOBAL:
+            name = co_names[arg >> B.LOAD_GLOBAL_SHIFT]
+            head = name
+        elif op == B.LOAD_NAME or op == B.LOAD_FROM_DICT_OR_GLOBALS:
+            name = co_names[arg]
+            head = name
+        elif op == B.STORE_GLOBAL or op == B.DELETE_GLOBAL:
+            name = co_names[arg]
+        else:
+            continue
+        if name not in seen_names:
+            seen_names.add(name)
+            names.append(name)
+    if head is not None and attrs:
+        _add_chain(chains, seen_chains, head, attrs)
+    has_sets = False
+    for const in code.co_consts:
+        t = type(const)
+        if t is CodeType:
+            if _scan_code(const, names, chains, seen_names, seen_chains):
+                has_sets = True
+        elif t is frozenset or (t is tuple and _has_frozenset(const)):
+            has_sets = True
+    return has_sets
+
+
+def _has_frozenset(value: tuple) -> bool:
+    for v in value:
+        t = type(v)
+        if t is frozenset or (t is tuple and _has_frozenset(v)):
+            return True
+    return False
+
+
+def _sort_key(value: Any) -> bytes:
+    return marshal.dumps(value, 2)
+
+
+def _sorted_consts(value: Any) -> Any:
+    """Replace frozenset constants by marked, sorted tuples (hash order varies by process)."""
+    t = type(value)
+    if t is frozenset:
+        items = sorted([_sorted_consts(v) for v in value], key=_sort_key)
+        return (FROZENSET_MARK,) + tuple(items)
+    if t is tuple:
+        return tuple([_sorted_consts(v) for v in value])
+    if t is CodeType:
+        return value.replace(co_consts=tuple([_sorted_consts(c) for c in value.co_consts]))
+    return value
+
+
+def _encode_code(code: CodeType, has_sets: bool) -> tuple:
+    # marshal format 2 writes no back-references: format 3+ flags objects by their reference
+    # count, so its bytes change when anything else holds a constant.
+    if has_sets:
+        return (_rebuild.load_code_sets, (CODE_TAG, marshal.dumps(_sorted_consts(code), 2)))
+    return (_rebuild.load_code, (CODE_TAG, marshal.dumps(code, 2)))
+
+
+def reduce_code(pickler: "Pickler", code: CodeType) -> tuple:
+    """Reduce value of a code object (version-tagged marshal bytes)."""
+    return code_info(code).reduced
+
+
+# --------------------------------------------------------------------------------------------
+# Functions
+
+def _is_by_reference(func: FunctionType) -> bool:
+    """Whether ``func`` can be found by ``module.qualname`` import on the loading side."""
+    module_name = func.__module__
+    if module_name in _DYNAMIC_MODULES or type(module_name) is not str:
+        return False
+    if _modules.BY_VALUE and _modules.is_by_value_name(module_name):
+        return False
+    module = sys.modules.get(module_name)
+    if module is None:
+        return False
+    obj: Any = module
+    for part in func.__qualname__.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return False
+    return obj is func
+
+
+def _submodules(chains: Tuple[Tuple[str, Tuple[str, ...]], ...],
+                captured: Dict[str, Any]) -> Optional[tuple]:
+    """Submodules reached through attributes of captured modules, to be imported on load."""
+    found: Optional[List[ModuleType]] = None
+    modules = sys.modules
+    for head, attrs in chains:
+        value = captured.get(head)
+        if not isinstance(value, ModuleType):
+            continue
+        name = value.__name__
+        if type(name) is not str:
+            continue
+        for attr in attrs:
+            name = name + "." + attr
+            sub = modules.get(name)
+            if sub is None:
+                break
+            if found is None:
+                found = [sub]
+            elif sub not in found:
+                found.append(sub)
+    return None if found is None else tuple(found)
+
+
+def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
+    """Reduce value of a function pickled by value, or NotImplemented for by-reference ones."""
+    if _is_by_reference(func):
+        return NotImplemented
+    code = func.__code__
+    info = code_info(code)
+    gdict = func.__globals__
+    captured: Dict[str, Any] = {}
+    stable = pickler._stable
+    for name in info.names:
+        if name in gdict:
+            captured[name] = stable(gdict[name])
+    closure = func.__closure__
+    cell_values: Optional[tuple] = None
+    empty: Optional[tuple] = None
+    if closure is not None:
+        values = []
+        empties = []
+        cells = pickler._closure_cells
+        for i, cell in enumerate(closure):
+            cells.add(id(cell))
+            try:
+                values.append(stable(cell.cell_contents))
+            except ValueError:
+                values.append(None)
+                empties.append(i)
+        cell_values = tuple(values)
+        if empties:
+            empty = tuple(empties)
+    submods = _submodules(info.chains, captured) if info.chains else None
+    type_params = getattr(func, "__type_params__", None) or None
+    extra = None if submods is None and type_params is None else (type_params, submods)
+    name = func.__name__
+    qualname = func.__qualname__
+    module = func.__module__
+    gname = gdict.get("__name__")
+    defaults = func.__defaults__
+    kwdefaults = func.__kwdefaults__
+    state = (
+        captured or None,
+        None if defaults is None else tuple([stable(d) for d in defaults]),
+        None if kwdefaults is None else {k: stable(v) for k, v in kwdefaults.items()},
+        cell_values,
+        empty,
+        None if name == code.co_name else name,
+        None if qualname == _default_qualname(code) else qualname,
+        None if module == gname and type(module) is str else module,
+        func.__doc__,
+        func.__annotations__ or None,
+        func.__dict__ or None,
+        extra,
+    )
+    return (
+        _rebuild.make_function,
+        (code, pickler._globals_token(gdict), closure),
+        state,
+        None,
+        None,
+        _rebuild.set_function_state,
+    )
+
+
+if sys.version_info >= (3, 11):
+    def _default_qualname(code: CodeType) -> str:
+        return code.co_qualname
+else:
+    def _default_qualname(code: CodeType) -> str:
+        return code.co_name
+
+
+class GlobalsToken:
+    """Stands for one module's globals dict in a pickle; the memo makes it shared."""
+
+    __slots__ = ("name", "package")
+
+    def __init__(self, name: Any, package: Any) -> None:
+        self.name = name
+        self.package = package
+
+
+class StableSet:
+    """Stands for a set or frozenset whose elements must be written in a stable order."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _stable_sort_key(value: Any) -> Tuple[str, str]:
+    return (type(value).__qualname__, repr(value))
+
+
+def reduce_stable_set(pickler: "Pickler", wrapper: StableSet) -> tuple:
+    value = wrapper.value
+    try:
+        items = sorted(value)
+    except TypeError:
+        items = sorted(value, key=_stable_sort_key)
+    return (type(value), (items,))
+
+
+def reduce_globals_token(pickler: "Pickler", token: GlobalsToken) -> tuple:
+    return (_rebuild.make_globals, (token.name, token.package))
+
+
+def reduce_cell(pickler: "Pickler", cell: CellType) -> tuple:
+    """A closure cell: bare when a function's state fills it, else with its contents."""
+    if id(cell) in pickler._closure_cells:
+        return (_rebuild.make_cell, ())
+    try:
+        value = cell.cell_contents
+    except ValueError:
+        return (_rebuild.make_cell, ())
+    return (_rebuild.make_cell, (), (pickler._stable(value),), None, None, _rebuild.fill_cell)
+
+
+# --------------------------------------------------------------------------------------------
+# The pickler
+
+_HOT_DISPATCH = {
+    CodeType: reduce_code,
+    CellType: reduce_cell,
+    GlobalsToken: reduce_globals_token,
+    StableSet: reduce_stable_set,
+}
+
+
+class Pickler(pickle.Pickler):
+    """A C ``pickle.Pickler`` that also pickles functions and classes by value.
+
+    Takes ``(file, protocol=None, buffer_callback=None)``; ``None`` means
+    :data:`DEFAULT_PROTOCOL`. Everything is reduced through :meth:`reducer_override`, so the
+    memo, ``persistent_id`` (defined by subclasses) and ``buffer_callback`` of this pickler
+    apply to everything inside a function.
+    """
+
+    def __init__(self, file: Any, protocol: Optional[int] = None,
+                 buffer_callback: Any = None) -> None:
+        if protocol is None:
+            protocol = DEFAULT_PROTOCOL
+        super().__init__(file, protocol, buffer_callback=buffer_callback)
+        self._protocol = DEFAULT_PROTOCOL if protocol < 0 else protocol
+        self._tokens: Dict[int, Any] = {}
+        self._closure_cells: set = set()
+
+    def reducer_override(self, obj: Any) -> Any:
+        t = type(obj)
+        if t is FunctionType:
+            return reduce_function(self, obj)
+        reducer = _HOT_DISPATCH.get(t)
+        if reducer is not None:
+            return reducer(self, obj)
+        reducer = _reducers.DISPATCH.get(t)
+        if reducer is not None:
+            return reducer(self, obj)
+        if isinstance(obj, type):
+            return _classes.reduce_class(self, obj)
+        if isinstance(obj, ModuleType):
+            return _modules.reduce_module(self, obj)
+        return NotImplemented
+
+    def dump(self, obj: Any) -> None:
+        """Write the pickle of ``obj``; too-deep nesting raises :class:`PicklingError`."""
+        try:
+            super().dump(obj)
+        except RecursionError as exc:
+            raise PicklingError(
+                "object too deeply nested to pickle (maximum recursion depth exceeded); "
+                "raise sys.setrecursionlimit() or flatten the structure"
+            ) from exc
+
+    def clear_memo(self) -> None:
+        super().clear_memo()
+        self._tokens.clear()
+        self._closure_cells.clear()
+
+    def _globals_token(self, gdict: Dict[str, Any]) -> Any:
+        key = id(gdict)
+        token = self._tokens.get(key)
+        if token is None:
+            token = GlobalsToken(gdict.get("__name__"), gdict.get("__package__"))
+            # Keep the dict alive with its token so the id cannot be reused within this dump.
+            self._tokens[key] = token
+            self._tokens[~key] = gdict
+        return token
+
+    def _stable(self, value: Any) -> Any:
+        """``value``, or a stand-in that writes a set's elements in a stable order."""
+        t = type(value)
+        if t is set or t is frozenset:
+            key = id(value)
+            wrapper = self._tokens.get(key)
+            if wrapper is None:
+                wrapper = StableSet(value)
+                self._tokens[key] = wrapper
+                self._tokens[~key] = value
+            return wrapper
+        return value

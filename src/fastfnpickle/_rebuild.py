@@ -1,0 +1,61 @@
+"""The stable names pickles call on load.
+
+Every reconstructor a pickle references lives at ``fastfnpickle._rebuild.<name>``, whichever
+implementation made the pickle: the hot ones are bound here to the active twin (compiled or
+pure-Python) and renamed to this module, so a pickle from either loads under the other.
+"""
+
+import importlib
+from types import ModuleType
+from typing import Any, Callable, Dict, TypeVar
+
+from ._impl import load as _load
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _export(fn: _F, name: str) -> _F:
+    # The C pickler writes a global as obj.__module__ + obj.__qualname__ and checks that the
+    # lookup gives obj back; point both at this module.
+    fn.__module__ = __name__
+    fn.__qualname__ = name
+    return fn
+
+
+make_function = _export(_load.make_function, "make_function")
+set_function_state = _export(_load.set_function_state, "set_function_state")
+make_cell = _export(_load.make_cell, "make_cell")
+fill_cell = _export(_load.fill_cell, "fill_cell")
+make_globals = _export(_load.make_globals, "make_globals")
+load_code = _export(_load.load_code, "load_code")
+load_code_sets = _export(_load.load_code_sets, "load_code_sets")
+
+
+def import_module(name: str) -> ModuleType:
+    """A module pickled by reference."""
+    return importlib.import_module(name)
+
+
+def make_module(name: str) -> ModuleType:
+    """An empty dynamic module; :func:`set_module_state` fills it."""
+    return ModuleType(name)
+
+
+def set_module_state(module: ModuleType, state: Dict[str, Any]) -> ModuleType:
+    module.__dict__.update(state)
+    return module
+
+
+def dict_view(mapping: Any, kind: str) -> Any:
+    """``mapping.keys()`` / ``.values()`` / ``.items()``."""
+    if kind not in ("keys", "values", "items"):
+        raise ValueError(f"unknown dict view kind {kind!r}")
+    return getattr(mapping, kind)()
+
+
+# Class-level reconstructors live with the class registry they use.
+from ._classes import make_class, make_typevar, set_class_state  # noqa: E402
+
+for _name in ("make_class", "set_class_state", "make_typevar"):
+    _export(globals()[_name], _name)
+del _name

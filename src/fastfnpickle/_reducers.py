@@ -1,0 +1,95 @@
+"""Small reducers for objects the stdlib cannot pickle, shared by both implementations.
+
+``DISPATCH`` maps an exact type to ``reducer(pickler, obj)``; the pickler consults it after
+its hot path. A reducer returns a reduce tuple or NotImplemented (fall back to the stdlib).
+"""
+
+import dataclasses
+import functools
+import typing
+import weakref
+from collections import OrderedDict
+from types import GetSetDescriptorType, MappingProxyType, MemberDescriptorType, MethodType
+from typing import Any, Callable, Dict
+
+from . import _classes, _rebuild
+
+
+def _mappingproxy(pickler: Any, obj: MappingProxyType) -> tuple:
+    return (MappingProxyType, (dict(obj),))
+
+
+def _view(kind: str) -> Callable[[Any, Any], tuple]:
+    def reduce_view(pickler: Any, view: Any) -> tuple:
+        mapping = getattr(view, "mapping", None)  # 3.10+
+        if mapping is None:
+            if kind == "keys":
+                mapping = dict.fromkeys(view)
+            elif kind == "values":
+                mapping = dict(enumerate(view))
+            else:
+                mapping = dict(view)
+        return (_rebuild.dict_view, (mapping, kind))
+    return reduce_view
+
+
+def _weakset(pickler: Any, obj: weakref.WeakSet) -> tuple:
+    return (weakref.WeakSet, (list(obj),))
+
+
+def _method(pickler: Any, obj: MethodType) -> tuple:
+    return (MethodType, (obj.__func__, obj.__self__))
+
+
+def _wrapper(pickler: Any, obj: Any) -> tuple:
+    return (type(obj), (obj.__func__,))
+
+
+def _property(pickler: Any, obj: property) -> tuple:
+    return (property, (obj.fget, obj.fset, obj.fdel, obj.__doc__))
+
+
+def _cached_property(pickler: Any, obj: functools.cached_property) -> tuple:
+    return (functools.cached_property, (obj.func,))
+
+
+def _descriptor(pickler: Any, obj: Any) -> tuple:
+    return (getattr, (obj.__objclass__, obj.__name__))
+
+
+# Module-level singletons whose identity matters (``field._field_type is _FIELD``): by name.
+_SINGLETONS: Dict[int, tuple] = {}
+
+
+def _singleton(pickler: Any, obj: Any) -> Any:
+    ref = _SINGLETONS.get(id(obj))
+    return NotImplemented if ref is None else ref
+
+
+DISPATCH: Dict[type, Callable[[Any, Any], Any]] = {
+    MappingProxyType: _mappingproxy,
+    weakref.WeakSet: _weakset,
+    MethodType: _method,
+    classmethod: _wrapper,
+    staticmethod: _wrapper,
+    property: _property,
+    functools.cached_property: _cached_property,
+    GetSetDescriptorType: _descriptor,
+    MemberDescriptorType: _descriptor,
+}
+
+for _kind in ("keys", "values", "items"):
+    DISPATCH[type(getattr({}, _kind)())] = _view(_kind)
+    DISPATCH[type(getattr(OrderedDict(), _kind)())] = _view(_kind)
+
+for _cls in (getattr(typing, n, None) for n in ("TypeVar", "ParamSpec", "TypeVarTuple")):
+    if _cls is not None:
+        DISPATCH[_cls] = _classes.reduce_typevar
+
+for _name in ("MISSING", "KW_ONLY", "_FIELD", "_FIELD_CLASSVAR", "_FIELD_INITVAR",
+              "_HAS_DEFAULT_FACTORY"):
+    _obj = getattr(dataclasses, _name, None)
+    if _obj is not None:
+        _SINGLETONS[id(_obj)] = (getattr, (dataclasses, _name))
+        DISPATCH.setdefault(type(_obj), _singleton)
+del _kind, _cls, _name, _obj
