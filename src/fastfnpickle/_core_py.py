@@ -14,7 +14,7 @@ from types import CellType, CodeType, FunctionType, ModuleType
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import _bytecode as B
-from . import _classes, _modules, _rebuild, _reducers
+from . import _classes, _errors, _modules, _rebuild, _reducers
 from ._format import CODE_TAG, FROZENSET_MARK
 
 DEFAULT_PROTOCOL: int = pickle.HIGHEST_PROTOCOL
@@ -388,10 +388,15 @@ class Pickler(pickle.Pickler):
         try:
             super().dump(obj)
         except RecursionError as exc:
-            raise PicklingError(
+            err = PicklingError(
                 "object too deeply nested to pickle (maximum recursion depth exceeded); "
                 "raise sys.setrecursionlimit() or flatten the structure"
-            ) from exc
+            )
+            _errors.note_failure(err, obj, type(self), self._protocol)
+            raise err from exc
+        except Exception as exc:
+            _errors.note_failure(exc, obj, type(self), self._protocol)
+            raise
 
     def clear_memo(self) -> None:
         super().clear_memo()

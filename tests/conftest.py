@@ -1,0 +1,105 @@
+"""Shared fixtures: the ``impl`` fixture runs every behaviour test against both twins."""
+
+import io
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+from typing import Any, Dict, Optional
+
+import pytest
+
+import fastfnpickle
+from fastfnpickle import _core_py
+from fastfnpickle._env import env_flag
+
+SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+
+
+class Impl:
+    """One implementation of the pickling hot path, driven like the public API."""
+
+    def __init__(self, name: str, core: Any) -> None:
+        self.name = name
+        self.core = core
+        self.Pickler = core.Pickler
+
+    def dumps(self, obj: Any, protocol: Optional[int] = None, buffer_callback: Any = None) -> bytes:
+        f = io.BytesIO()
+        self.Pickler(f, protocol, buffer_callback=buffer_callback).dump(obj)
+        return f.getvalue()
+
+    def dump(self, obj: Any, file: Any, protocol: Optional[int] = None) -> None:
+        self.Pickler(file, protocol).dump(obj)
+
+    def env(self) -> Dict[str, str]:
+        """Environment that makes a subprocess load with this implementation active."""
+        env = dict(os.environ)
+        env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+        env.pop("FASTFNPICKLE_NO_EXTENSIONS", None)
+        if self.name == "python":
+            env["FASTFNPICKLE_NO_EXTENSIONS"] = "1"
+        return env
+
+    def __repr__(self) -> str:
+        return f"Impl({self.name})"
+
+
+def _compiled_core() -> Any:
+    try:
+        from fastfnpickle import _core  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return _core
+
+
+PYTHON_IMPL = Impl("python", _core_py)
+
+
+@pytest.fixture(params=[
+    pytest.param("python", id="python"),
+    pytest.param("cython", id="cython", marks=pytest.mark.cython),
+])
+def impl(request: Any) -> Impl:
+    if request.param == "python":
+        return PYTHON_IMPL
+    core = _compiled_core()
+    if core is None:
+        if env_flag("CI") and not env_flag("FASTFNPICKLE_NO_EXTENSIONS"):
+            pytest.fail("compiled core did not import in CI")
+        pytest.skip("compiled core not built (pure-Python install)")
+    return Impl("cython", core)
+
+
+def run_python(code: str, data: bytes = b"", env: Optional[Dict[str, str]] = None,
+               args: tuple = (), timeout: float = 120) -> str:
+    """Run ``code`` in a fresh interpreter with ``data`` on stdin; return its stdout.
+
+    Fails the test with the child's stderr when it exits non-zero.
+    """
+    if env is None:
+        env = PYTHON_IMPL.env()
+        env.pop("FASTFNPICKLE_NO_EXTENSIONS", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args], input=data,
+        capture_output=True, env=env, timeout=timeout,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"subprocess failed ({proc.returncode}):\n{proc.stderr.decode(errors='replace')}")
+    return proc.stdout.decode()
+
+
+LOADER_PREAMBLE = """
+import pickle, sys
+obj = pickle.loads(sys.stdin.buffer.read())
+"""
+
+
+def load_in_subprocess(data: bytes, check: str, impl: Optional[Impl] = None) -> str:
+    """Load ``data`` in a fresh interpreter (as ``obj``) and run ``check`` on it.
+
+    ``impl`` chooses the implementation active in the child (default: the default one).
+    """
+    env = impl.env() if impl is not None else None
+    return run_python(LOADER_PREAMBLE + textwrap.dedent(check), data, env=env)
