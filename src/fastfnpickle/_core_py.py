@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from . import _bytecode as B
 from . import _classes, _errors, _modules, _rebuild, _reducers
-from ._format import CODE_TAG, FROZENSET_MARK
+from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK
 
 DEFAULT_PROTOCOL: int = pickle.HIGHEST_PROTOCOL
 
@@ -33,11 +33,12 @@ _SET_TYPES = (set, frozenset)
 class CodeInfo:
     """What pickling needs to know about one code object."""
 
-    __slots__ = ("reduced", "names", "chains", "__weakref__")
+    __slots__ = ("tag", "data", "names", "chains")
 
-    def __init__(self, reduced: tuple, names: Tuple[str, ...],
+    def __init__(self, tag: str, data: bytes, names: Tuple[str, ...],
                  chains: Tuple[Tuple[str, Tuple[str, ...]], ...]) -> None:
-        self.reduced = reduced
+        self.tag = tag
+        self.data = data
         self.names = names
         self.chains = chains
 
@@ -60,7 +61,13 @@ def code_info(code: CodeType) -> CodeInfo:
     names: List[str] = []
     chains: List[Tuple[str, Tuple[str, ...]]] = []
     has_sets = _scan_code(code, names, chains, set(), set())
-    info = CodeInfo(_encode_code(code, has_sets), tuple(names), tuple(chains))
+    # marshal format 2 writes no back-references: format 3+ flags objects by their reference
+    # count, so its bytes change when anything else holds a constant.
+    if has_sets:
+        info = CodeInfo(CODE_TAG_SETS, marshal.dumps(_sorted_consts(code), 2),
+                        tuple(names), tuple(chains))
+    else:
+        info = CodeInfo(CODE_TAG, marshal.dumps(code, 2), tuple(names), tuple(chains))
     ref = weakref.ref(code, lambda r, key=key: _forget(r, key))
     _CODE_CACHE[key] = (ref, info)
     return info
@@ -163,17 +170,10 @@ def _sorted_consts(value: Any) -> Any:
     return value
 
 
-def _encode_code(code: CodeType, has_sets: bool) -> tuple:
-    # marshal format 2 writes no back-references: format 3+ flags objects by their reference
-    # count, so its bytes change when anything else holds a constant.
-    if has_sets:
-        return (_rebuild.load_code_sets, (CODE_TAG, marshal.dumps(_sorted_consts(code), 2)))
-    return (_rebuild.load_code, (CODE_TAG, marshal.dumps(code, 2)))
-
-
 def reduce_code(pickler: "Pickler", code: CodeType) -> tuple:
     """Reduce value of a code object (version-tagged marshal bytes)."""
-    return code_info(code).reduced
+    info = code_info(code)
+    return (_rebuild.code, (info.tag, info.data))
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,65 +222,85 @@ def _submodules(chains: Tuple[Tuple[str, Tuple[str, ...]], ...],
 
 
 def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
-    """Reduce value of a function pickled by value, or NotImplemented for by-reference ones."""
-    if _is_by_reference(func):
+    """Reduce value of a function pickled by value, or NotImplemented for by-reference ones.
+
+    ``(function, (tag, code_bytes, globals, closure), state, None, None, function)``: the
+    arguments hold nothing of the user's, so the function is created and memoized before any
+    captured value is pickled, and cycles through globals or cells resolve through the memo.
+    """
+    if func in _rebuild.OWN_FUNCTIONS or _is_by_reference(func):
         return NotImplemented
     code = func.__code__
     info = code_info(code)
     gdict = func.__globals__
-    captured: Dict[str, Any] = {}
     stable = pickler._stable
+    captured: Optional[Dict[str, Any]] = None
     for name in info.names:
         if name in gdict:
+            if captured is None:
+                captured = {}
             captured[name] = stable(gdict[name])
     closure = func.__closure__
+    closure_arg: Any = None
     cell_values: Optional[tuple] = None
     empty: Optional[tuple] = None
     if closure is not None:
-        values = []
-        empties = []
-        cells = pickler._closure_cells
-        for i, cell in enumerate(closure):
-            cells.add(id(cell))
-            try:
-                values.append(stable(cell.cell_contents))
-            except ValueError:
-                values.append(None)
-                empties.append(i)
-        cell_values = tuple(values)
-        if empties:
-            empty = tuple(empties)
-    submods = _submodules(info.chains, captured) if info.chains else None
+        closure_arg, cell_values, empty = _closure_parts(pickler, func, closure)
+    submods = None
+    if info.chains and captured is not None:
+        submods = _submodules(info.chains, captured)
     type_params = getattr(func, "__type_params__", None) or None
     extra = None if submods is None and type_params is None else (type_params, submods)
     name = func.__name__
     qualname = func.__qualname__
     module = func.__module__
-    gname = gdict.get("__name__")
     defaults = func.__defaults__
     kwdefaults = func.__kwdefaults__
     state = (
-        captured or None,
+        captured,
         None if defaults is None else tuple([stable(d) for d in defaults]),
         None if kwdefaults is None else {k: stable(v) for k, v in kwdefaults.items()},
         cell_values,
         empty,
         None if name == code.co_name else name,
         None if qualname == _default_qualname(code) else qualname,
-        None if module == gname and type(module) is str else module,
+        None if type(module) is str and module == gdict.get("__name__") else module,
         func.__doc__,
         func.__annotations__ or None,
         func.__dict__ or None,
         extra,
     )
-    return (
-        _rebuild.make_function,
-        (code, pickler._globals_token(gdict), closure),
-        state,
-        None,
-        None,
-        _rebuild.set_function_state,
-    )
+    fn = _rebuild.function
+    return (fn, (info.tag, info.data, pickler._globals_token(gdict), closure_arg),
+            state, None, None, fn)
+
+
+def _closure_parts(pickler: "Pickler", func: FunctionType, closure: tuple) -> tuple:
+    """The closure argument (cell count, or cells shared with earlier functions) and values."""
+    seen = pickler._closure_cells
+    values = []
+    empties: Optional[List[int]] = None
+    shared: Optional[List[Any]] = None
+    i = 0
+    for cell in closure:
+        key = id(cell)
+        owner = seen.get(key)
+        if owner is None:
+            seen[key] = (func, i)
+        else:
+            if shared is None:
+                shared = [None] * len(closure)
+            shared[i] = CellRef(owner[0], owner[1])
+        try:
+            values.append(pickler._stable(cell.cell_contents))
+        except ValueError:  # empty cell
+            values.append(None)
+            if empties is None:
+                empties = []
+            empties.append(i)
+        i += 1
+    closure_arg: Any = len(closure) if shared is None else tuple(shared)
+    return closure_arg, tuple(values), None if empties is None else tuple(empties)
 
 
 if sys.version_info >= (3, 11):
@@ -291,14 +311,18 @@ else:
         return code.co_name
 
 
-class GlobalsToken:
-    """Stands for one module's globals dict in a pickle; the memo makes it shared."""
+class CellRef:
+    """Stands for a cell already created in this pickle as ``func.__closure__[index]``."""
 
-    __slots__ = ("name", "package")
+    __slots__ = ("func", "index")
 
-    def __init__(self, name: Any, package: Any) -> None:
-        self.name = name
-        self.package = package
+    def __init__(self, func: FunctionType, index: int) -> None:
+        self.func = func
+        self.index = index
+
+
+def reduce_cell_ref(pickler: "Pickler", ref: CellRef) -> tuple:
+    return (_rebuild.closure_cell, (ref.func, ref.index))
 
 
 class StableSet:
@@ -323,14 +347,11 @@ def reduce_stable_set(pickler: "Pickler", wrapper: StableSet) -> tuple:
     return (type(value), (items,))
 
 
-def reduce_globals_token(pickler: "Pickler", token: GlobalsToken) -> tuple:
-    return (_rebuild.make_globals, (token.name, token.package))
-
-
 def reduce_cell(pickler: "Pickler", cell: CellType) -> tuple:
-    """A closure cell: bare when a function's state fills it, else with its contents."""
-    if id(cell) in pickler._closure_cells:
-        return (_rebuild.make_cell, ())
+    """A standalone cell; one already made as part of a closure is referenced there."""
+    owner = pickler._closure_cells.get(id(cell))
+    if owner is not None:
+        return (_rebuild.closure_cell, owner)
     try:
         value = cell.cell_contents
     except ValueError:
@@ -344,7 +365,7 @@ def reduce_cell(pickler: "Pickler", cell: CellType) -> tuple:
 _HOT_DISPATCH = {
     CodeType: reduce_code,
     CellType: reduce_cell,
-    GlobalsToken: reduce_globals_token,
+    CellRef: reduce_cell_ref,
     StableSet: reduce_stable_set,
 }
 
@@ -364,8 +385,10 @@ class Pickler(pickle.Pickler):
             protocol = DEFAULT_PROTOCOL
         super().__init__(file, protocol, buffer_callback=buffer_callback)
         self._protocol = DEFAULT_PROTOCOL if protocol < 0 else protocol
+        # Per-dump bookkeeping, keyed by id(): every keyed object is kept alive here too, so
+        # an id cannot be reused while the memo may still refer to it.
         self._tokens: Dict[int, Any] = {}
-        self._closure_cells: set = set()
+        self._closure_cells: Dict[int, Tuple[FunctionType, int]] = {}
 
     def reducer_override(self, obj: Any) -> Any:
         t = type(obj)
@@ -403,12 +426,16 @@ class Pickler(pickle.Pickler):
         self._tokens.clear()
         self._closure_cells.clear()
 
-    def _globals_token(self, gdict: Dict[str, Any]) -> Any:
+    def _globals_token(self, gdict: Dict[str, Any]) -> Dict[str, Any]:
+        """The dict that stands for ``gdict`` in this pickle: it becomes the shared globals of
+        every function of that module on load (a plain dict, so the memo shares it)."""
         key = id(gdict)
         token = self._tokens.get(key)
         if token is None:
-            token = GlobalsToken(gdict.get("__name__"), gdict.get("__package__"))
-            # Keep the dict alive with its token so the id cannot be reused within this dump.
+            token = {"__name__": gdict.get("__name__")}
+            package = gdict.get("__package__")
+            if package is not None:
+                token["__package__"] = package
             self._tokens[key] = token
             self._tokens[~key] = gdict
         return token

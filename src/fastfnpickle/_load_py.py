@@ -8,35 +8,20 @@ import builtins
 import marshal
 from pickle import UnpicklingError
 from types import CellType, CodeType, FunctionType
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple, Union
 
-from ._format import CODE_TAG, FROZENSET_MARK
+from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK
 
-
-def _version_error(tag: object) -> UnpicklingError:
-    return UnpicklingError(
-        f"this pickle holds a function compiled by Python {tag}; this interpreter is Python "
-        f"{CODE_TAG}, and bytecode only loads on the minor version that made it"
-    )
-
-
-def load_code(tag: str, data: bytes) -> CodeType:
-    """Rebuild a code object written by ``marshal`` on the same Python minor version."""
-    if tag != CODE_TAG:
-        raise _version_error(tag)
-    try:
-        code = marshal.loads(data)
-    except (ValueError, EOFError, TypeError) as exc:
-        raise UnpicklingError(f"corrupt code object in pickle: {exc}") from None
-    if type(code) is not CodeType:
-        raise UnpicklingError(f"corrupt code object in pickle: got {type(code).__name__}")
-    return code
+# Code objects already unmarshalled, by their bytes: loading the same task function again and
+# again (the Ray/Dask pattern) skips marshal. Code objects are immutable, so sharing is safe.
+_CODE_CACHE: Dict[bytes, CodeType] = {}
+_CODE_CACHE_MAX = 512
 
 
 def _restore_sets(value: Any) -> Any:
     t = type(value)
     if t is tuple:
-        if value and value[0] == FROZENSET_MARK and type(value[0]) is str:
+        if value and type(value[0]) is str and value[0] == FROZENSET_MARK:
             return frozenset(value[1:])
         return tuple([_restore_sets(v) for v in value])
     if t is CodeType:
@@ -44,21 +29,33 @@ def _restore_sets(value: Any) -> Any:
     return value
 
 
-def load_code_sets(tag: str, data: bytes) -> CodeType:
-    """Like :func:`load_code`, for code whose frozenset constants were stored sorted."""
-    return _restore_sets(load_code(tag, data))
-
-
-def make_globals(name: Any, package: Any) -> Dict[str, Any]:
-    """A fresh globals dict for the functions of one module, shared within one pickle."""
-    g: Dict[str, Any] = {"__builtins__": builtins, "__name__": name}
-    if package is not None:
-        g["__package__"] = package
-    return g
+def code(tag: str, data: bytes) -> CodeType:
+    """Rebuild a code object written by ``marshal`` on the same Python minor version."""
+    cached = _CODE_CACHE.get(data) if type(data) is bytes else None
+    if cached is not None and tag == CODE_TAG:
+        return cached
+    if tag != CODE_TAG and tag != CODE_TAG_SETS:
+        version = tag.split("+")[0] if type(tag) is str else repr(tag)
+        raise UnpicklingError(
+            f"this pickle holds a function compiled by Python {version}; this interpreter is "
+            f"Python {CODE_TAG}, and bytecode only loads on the minor version that made it"
+        )
+    try:
+        result = marshal.loads(data)
+    except (ValueError, EOFError, TypeError) as exc:
+        raise UnpicklingError(f"corrupt code object in pickle: {exc}") from None
+    if type(result) is not CodeType:
+        raise UnpicklingError(f"corrupt code object in pickle: got {type(result).__name__}")
+    if tag == CODE_TAG_SETS:
+        return _restore_sets(result)
+    if len(_CODE_CACHE) >= _CODE_CACHE_MAX:
+        _CODE_CACHE.clear()
+    _CODE_CACHE[data] = result
+    return result
 
 
 def make_cell() -> CellType:
-    """An empty cell; a function's state or :func:`fill_cell` fills it."""
+    """An empty cell; :func:`fill_cell` fills it."""
     return CellType()
 
 
@@ -68,26 +65,62 @@ def fill_cell(cell: CellType, state: Tuple[Any]) -> CellType:
     return cell
 
 
-def make_function(code: CodeType, globals_: Dict[str, Any],
-                  closure: Optional[Tuple[CellType, ...]]) -> FunctionType:
-    """A function skeleton; :func:`set_function_state` fills in the rest."""
-    if type(code) is not CodeType or type(globals_) is not dict:
-        raise UnpicklingError("corrupt function in pickle: bad code object or globals")
+def closure_cell(func: FunctionType, index: int) -> CellType:
+    """A cell shared with a function rebuilt earlier in the same pickle."""
+    if type(func) is not FunctionType:
+        raise UnpicklingError("corrupt closure reference in pickle")
+    closure = func.__closure__
+    if closure is None or type(index) is not int or not 0 <= index < len(closure):
+        raise UnpicklingError("corrupt closure reference in pickle")
+    return closure[index]
+
+
+def function(a: Any, b: Any, c: Any = None, d: Any = None) -> FunctionType:
+    """Create a function, or fill one in.
+
+    ``function(tag, code_bytes, globals, closure)`` makes the function;
+    ``function(func, state)`` is its state setter. One callable serves both so a pickle
+    references a single global per function kind: looking a global up costs more than the
+    rest of a small lambda's pickle.
+    """
+    if type(a) is FunctionType:
+        return _set_state(a, b)
+    return _make(a, b, c, d)
+
+
+def _make(tag: str, data: bytes, globals_: Dict[str, Any],
+          closure: Union[None, int, tuple]) -> FunctionType:
+    co = code(tag, data)
+    if type(globals_) is not dict:
+        raise UnpicklingError("corrupt function in pickle: globals is not a dict")
+    if "__builtins__" not in globals_:
+        globals_["__builtins__"] = builtins
+    cells: Optional[tuple] = None
+    if closure is not None:
+        if type(closure) is int:
+            if not 0 < closure <= len(co.co_freevars):
+                raise UnpicklingError("corrupt function in pickle: bad closure size")
+            cells = tuple([CellType() for _ in range(closure)])
+        elif type(closure) is tuple:
+            cells = tuple([CellType() if c is None else c for c in closure])
+        else:
+            raise UnpicklingError("corrupt function in pickle: bad closure")
     try:
-        return FunctionType(code, globals_, None, None, closure)
+        return FunctionType(co, globals_, None, None, cells)
     except (TypeError, ValueError) as exc:
         raise UnpicklingError(f"corrupt function in pickle: {exc}") from None
 
 
-# Positions in the function state tuple (see _core_py.reduce_function).
-def set_function_state(func: FunctionType, state: tuple) -> FunctionType:
-    """Apply everything a function carries beyond its code, globals and cells."""
-    try:
-        (captured, defaults, kwdefaults, cell_values, empty_cells, name, qualname, module,
-         doc, annotations, attrs, extra) = state
-    except (TypeError, ValueError):
-        raise UnpicklingError("corrupt function state in pickle") from None
-    if captured:
+def _set_state(func: FunctionType, state: tuple) -> FunctionType:
+    """Apply everything a function carries beyond its code, globals and cells.
+
+    ``state`` is the 12-tuple built by ``_core_py.reduce_function``.
+    """
+    if type(state) is not tuple or len(state) != 12:
+        raise UnpicklingError("corrupt function state in pickle")
+    (captured, defaults, kwdefaults, cell_values, empty_cells, name, qualname, module,
+     doc, annotations, attrs, extra) = state
+    if captured is not None:
         func.__globals__.update(captured)
     if defaults is not None:
         func.__defaults__ = defaults
@@ -95,12 +128,13 @@ def set_function_state(func: FunctionType, state: tuple) -> FunctionType:
         func.__kwdefaults__ = kwdefaults
     if cell_values is not None:
         closure = func.__closure__
-        if closure is None or len(closure) != len(cell_values):
+        if closure is None or type(cell_values) is not tuple or len(closure) != len(cell_values):
             raise UnpicklingError("corrupt function state in pickle: closure size mismatch")
-        skip = empty_cells or ()
-        for i, value in enumerate(cell_values):
-            if i not in skip:
+        i = 0
+        for value in cell_values:
+            if empty_cells is None or i not in empty_cells:
                 closure[i].cell_contents = value
+            i += 1
     if name is not None:
         func.__name__ = name
     if qualname is not None:
@@ -113,9 +147,7 @@ def set_function_state(func: FunctionType, state: tuple) -> FunctionType:
     if attrs is not None:
         func.__dict__.update(attrs)
     if extra is not None:
-        # Version-specific attributes (``__type_params__``) and submodules to import; the
-        # submodules were imported already, simply by being unpickled.
-        type_params = extra[0]
-        if type_params is not None:
-            func.__type_params__ = type_params
+        # (type_params, submodules): the submodules were imported by being unpickled.
+        if extra[0] is not None:
+            func.__type_params__ = extra[0]
     return func

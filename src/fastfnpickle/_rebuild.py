@@ -22,13 +22,11 @@ def _export(fn: _F, name: str) -> _F:
     return fn
 
 
-make_function = _export(_load.make_function, "make_function")
-set_function_state = _export(_load.set_function_state, "set_function_state")
+function = _export(_load.function, "function")
+code = _export(_load.code, "code")
 make_cell = _export(_load.make_cell, "make_cell")
 fill_cell = _export(_load.fill_cell, "fill_cell")
-make_globals = _export(_load.make_globals, "make_globals")
-load_code = _export(_load.load_code, "load_code")
-load_code_sets = _export(_load.load_code_sets, "load_code_sets")
+closure_cell = _export(_load.closure_cell, "closure_cell")
 
 
 def import_module(name: str) -> ModuleType:
@@ -59,3 +57,9 @@ from ._classes import make_class, make_typevar, set_class_state  # noqa: E402
 for _name in ("make_class", "set_class_state", "make_typevar"):
     _export(globals()[_name], _name)
 del _name
+
+# The reconstructors themselves always pickle by reference (checked first on the hot path).
+OWN_FUNCTIONS = frozenset(
+    obj for obj in list(globals().values())
+    if callable(obj) and getattr(obj, "__module__", None) == __name__
+)

@@ -1,0 +1,458 @@
+# cython: language_level=3, binding=True, boundscheck=False, wraparound=False
+"""Compiled twin of ``_core_py.py``: the pickling hot path.
+
+A 1:1 port: same names, same reduce values, same output bytes; the parity tests hold both to
+that. The twin documents the design; comments here cover only what is Cython-specific.
+
+``_pickle.Pickler`` cannot be a ``cdef class`` base (its struct is private), so ``Pickler`` is a
+regular class whose ``reducer_override`` is a compiled method calling ``cdef`` helpers.
+"""
+
+import marshal
+import pickle
+import sys
+import weakref
+from functools import partial
+from pickle import PicklingError
+from types import CellType, CodeType, FunctionType, ModuleType
+
+from cpython.object cimport PyObject, PyTypeObject
+from cpython.dict cimport PyDict_GetItem
+from cpython.type cimport PyType_Check
+from cpython.module cimport PyModule_Check
+
+from . import _bytecode as B
+from . import _classes, _errors, _modules, _rebuild, _reducers
+from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK
+
+DEFAULT_PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+cdef object _FunctionType = FunctionType
+cdef object _CodeType = CodeType
+cdef object _CellType = CellType
+cdef object _ModuleType = ModuleType
+cdef object _DYNAMIC_MODULES = frozenset({"__main__", "__mp_main__", None})
+cdef dict _sys_modules = sys.modules
+cdef object _marshal_dumps = marshal.dumps
+cdef object _weakref = weakref.ref
+cdef bint _HAS_CO_QUALNAME = sys.version_info >= (3, 11)
+cdef bint _HAS_TYPE_PARAMS = sys.version_info >= (3, 12)
+
+cdef int _EXTENDED_ARG = B.EXTENDED_ARG
+cdef int _LOAD_GLOBAL = B.LOAD_GLOBAL
+cdef int _STORE_GLOBAL = B.STORE_GLOBAL
+cdef int _DELETE_GLOBAL = B.DELETE_GLOBAL
+cdef int _LOAD_NAME = B.LOAD_NAME
+cdef int _LOAD_ATTR = B.LOAD_ATTR
+cdef int _LOAD_METHOD = B.LOAD_METHOD
+cdef int _LOAD_FROM_DICT_OR_GLOBALS = B.LOAD_FROM_DICT_OR_GLOBALS
+cdef int _CACHE = B.CACHE
+cdef int _LOAD_GLOBAL_SHIFT = B.LOAD_GLOBAL_SHIFT
+cdef int _LOAD_ATTR_SHIFT = B.LOAD_ATTR_SHIFT
+
+
+# --------------------------------------------------------------------------------------------
+# Per-code-object analysis, cached
+
+cdef class CodeInfo:
+    """What pickling needs to know about one code object."""
+    cdef readonly str tag
+    cdef readonly bytes data
+    cdef readonly tuple names
+    cdef readonly tuple chains
+
+    def __init__(self, str tag, bytes data, tuple names, tuple chains):
+        self.tag = tag
+        self.data = data
+        self.names = names
+        self.chains = chains
+
+
+cdef dict _CODE_CACHE = {}
+
+
+def _forget(ref, key):
+    entry = _CODE_CACHE.get(key)
+    if entry is not None and entry[0] is ref:
+        del _CODE_CACHE[key]
+
+
+cpdef CodeInfo code_info(object code):
+    """The cached :class:`CodeInfo` of ``code``."""
+    cdef object key = id(code)
+    cdef PyObject* entry = PyDict_GetItem(_CODE_CACHE, key)
+    if entry is not NULL and (<tuple>entry)[0]() is code:
+        return <CodeInfo>(<tuple>entry)[1]
+    cdef list names = []
+    cdef list chains = []
+    cdef bint has_sets = _scan_code(code, names, chains, set(), set())
+    cdef CodeInfo info
+    if has_sets:
+        info = CodeInfo(CODE_TAG_SETS, _marshal_dumps(_sorted_consts(code), 2),
+                        tuple(names), tuple(chains))
+    else:
+        info = CodeInfo(CODE_TAG, _marshal_dumps(code, 2), tuple(names), tuple(chains))
+    ref = _weakref(code, partial(_forget, key=key))
+    _CODE_CACHE[key] = (ref, info)
+    return info
+
+
+cdef void _add_chain(list chains, set seen_chains, object head, list attrs):
+    chain = (head, tuple(attrs))
+    if chain not in seen_chains:
+        seen_chains.add(chain)
+        chains.append(chain)
+
+
+cdef bint _scan_code(object code, list names, list chains, set seen_names,
+                     set seen_chains) except -1:
+    cdef bytes co = code.co_code
+    cdef tuple co_names = code.co_names
+    cdef const unsigned char* p = co
+    cdef Py_ssize_t n = len(co)
+    cdef Py_ssize_t i = 0
+    cdef int op
+    cdef unsigned int arg, ext = 0
+    cdef object head = None
+    cdef list attrs = []
+    cdef object name
+    while i < n:
+        op = p[i]
+        arg = p[i + 1] | ext
+        i += 2
+        if op == _EXTENDED_ARG:
+            ext = arg << 8
+            continue
+        ext = 0
+        if op == _CACHE:
+            continue
+        if op == _LOAD_ATTR:
+            if head is not None:
+                attrs.append(co_names[arg >> _LOAD_ATTR_SHIFT])
+            continue
+        if op == _LOAD_METHOD:
+            if head is not None:
+                attrs.append(co_names[arg])
+            continue
+        if head is not None:
+            if attrs:
+                _add_chain(chains, seen_chains, head, attrs)
+                attrs = []
+            head = None
+        if op == _LOAD_GLOBAL:
+            name = co_names[arg >> _LOAD_GLOBAL_SHIFT]
+            head = name
+        elif op == _LOAD_NAME or op == _LOAD_FROM_DICT_OR_GLOBALS:
+            name = co_names[arg]
+            head = name
+        elif op == _STORE_GLOBAL or op == _DELETE_GLOBAL:
+            name = co_names[arg]
+        else:
+            continue
+        if name not in seen_names:
+            seen_names.add(name)
+            names.append(name)
+    if head is not None and attrs:
+        _add_chain(chains, seen_chains, head, attrs)
+    cdef bint has_sets = False
+    for const in code.co_consts:
+        t = type(const)
+        if t is _CodeType:
+            if _scan_code(const, names, chains, seen_names, seen_chains):
+                has_sets = True
+        elif t is frozenset or (t is tuple and _has_frozenset(const)):
+            has_sets = True
+    return has_sets
+
+
+cdef bint _has_frozenset(tuple value):
+    for v in value:
+        t = type(v)
+        if t is frozenset or (t is tuple and _has_frozenset(v)):
+            return True
+    return False
+
+
+def _sort_key(value):
+    return _marshal_dumps(value, 2)
+
+
+cdef object _sorted_consts(object value):
+    t = type(value)
+    if t is frozenset:
+        items = sorted([_sorted_consts(v) for v in value], key=_sort_key)
+        return (FROZENSET_MARK,) + tuple(items)
+    if t is tuple:
+        return tuple([_sorted_consts(v) for v in value])
+    if t is _CodeType:
+        return value.replace(co_consts=tuple([_sorted_consts(c) for c in value.co_consts]))
+    return value
+
+
+cdef object reduce_code(object pickler, object code):
+    cdef CodeInfo info = code_info(code)
+    return (_rebuild.code, (info.tag, info.data))
+
+
+# --------------------------------------------------------------------------------------------
+# Functions
+
+cdef bint _is_by_reference(object func) except -1:
+    module_name = func.__module__
+    if type(module_name) is not str or module_name in _DYNAMIC_MODULES:
+        return False
+    if _modules.BY_VALUE and _modules.is_by_value_name(module_name):
+        return False
+    cdef PyObject* module = PyDict_GetItem(_sys_modules, module_name)
+    if module is NULL:
+        return False
+    obj = <object>module
+    for part in func.__qualname__.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return False
+    return obj is func
+
+
+cdef object _submodules(tuple chains, dict captured):
+    cdef list found = None
+    for head, attrs in chains:
+        value = captured.get(head)
+        if not PyModule_Check(value):
+            continue
+        name = value.__name__
+        if type(name) is not str:
+            continue
+        for attr in attrs:
+            name = name + "." + attr
+            sub = _sys_modules.get(name)
+            if sub is None:
+                break
+            if found is None:
+                found = [sub]
+            elif sub not in found:
+                found.append(sub)
+    return None if found is None else tuple(found)
+
+
+cdef object _stable(object pickler, object value):
+    t = type(value)
+    if t is set or t is frozenset:
+        return pickler._stable(value)
+    return value
+
+
+cdef object reduce_function(object pickler, object func):
+    if func in _rebuild.OWN_FUNCTIONS or _is_by_reference(func):
+        return NotImplemented
+    code = func.__code__
+    cdef CodeInfo info = code_info(code)
+    cdef dict gdict = func.__globals__
+    cdef dict captured = None
+    cdef PyObject* found
+    for name in info.names:
+        found = PyDict_GetItem(gdict, name)
+        if found is not NULL:
+            if captured is None:
+                captured = {}
+            captured[name] = _stable(pickler, <object>found)
+    closure = func.__closure__
+    closure_arg = None
+    cell_values = None
+    empty = None
+    if closure is not None:
+        closure_arg, cell_values, empty = _closure_parts(pickler, func, closure)
+    submods = None
+    if info.chains and captured is not None:
+        submods = _submodules(info.chains, captured)
+    type_params = None
+    if _HAS_TYPE_PARAMS:
+        type_params = func.__type_params__ or None
+    extra = None if submods is None and type_params is None else (type_params, submods)
+    name = func.__name__
+    qualname = func.__qualname__
+    module = func.__module__
+    defaults = func.__defaults__
+    kwdefaults = func.__kwdefaults__
+    state = (
+        captured,
+        None if defaults is None else tuple([_stable(pickler, d) for d in defaults]),
+        None if kwdefaults is None else {k: _stable(pickler, v) for k, v in kwdefaults.items()},
+        cell_values,
+        empty,
+        None if name == code.co_name else name,
+        None if qualname == (code.co_qualname if _HAS_CO_QUALNAME else code.co_name) else qualname,
+        None if type(module) is str and module == gdict.get("__name__") else module,
+        func.__doc__,
+        func.__annotations__ or None,
+        func.__dict__ or None,
+        extra,
+    )
+    fn = _rebuild.function
+    return (fn, (info.tag, info.data, pickler._globals_token(gdict), closure_arg),
+            state, None, None, fn)
+
+
+cdef tuple _closure_parts(object pickler, object func, tuple closure):
+    cdef dict seen = pickler._closure_cells
+    cdef list values = []
+    cdef list empties = None
+    cdef list shared = None
+    cdef Py_ssize_t i = 0
+    cdef PyObject* owner
+    for cell in closure:
+        key = id(cell)
+        owner = PyDict_GetItem(seen, key)
+        if owner is NULL:
+            seen[key] = (func, i)
+        else:
+            if shared is None:
+                shared = [None] * len(closure)
+            shared[i] = CellRef((<tuple>owner)[0], (<tuple>owner)[1])
+        try:
+            values.append(_stable(pickler, cell.cell_contents))
+        except ValueError:
+            values.append(None)
+            if empties is None:
+                empties = []
+            empties.append(i)
+        i += 1
+    closure_arg = len(closure) if shared is None else tuple(shared)
+    return closure_arg, tuple(values), None if empties is None else tuple(empties)
+
+
+class CellRef:
+    """Stands for a cell already created in this pickle as ``func.__closure__[index]``."""
+
+    __slots__ = ("func", "index")
+
+    def __init__(self, func, index):
+        self.func = func
+        self.index = index
+
+
+class StableSet:
+    """Stands for a set or frozenset whose elements must be written in a stable order."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+
+def _stable_sort_key(value):
+    return (type(value).__qualname__, repr(value))
+
+
+cdef object reduce_stable_set(object pickler, object wrapper):
+    value = wrapper.value
+    try:
+        items = sorted(value)
+    except TypeError:
+        items = sorted(value, key=_stable_sort_key)
+    return (type(value), (items,))
+
+
+cdef object reduce_cell(object pickler, object cell):
+    cdef PyObject* owner = PyDict_GetItem(pickler._closure_cells, id(cell))
+    if owner is not NULL:
+        return (_rebuild.closure_cell, <object>owner)
+    try:
+        value = cell.cell_contents
+    except ValueError:
+        return (_rebuild.make_cell, ())
+    return (_rebuild.make_cell, (), (pickler._stable(value),), None, None, _rebuild.fill_cell)
+
+
+# --------------------------------------------------------------------------------------------
+# The pickler
+
+cdef object _CellRef = CellRef
+cdef object _StableSet = StableSet
+cdef dict _SHARED_DISPATCH = _reducers.DISPATCH
+
+
+class Pickler(pickle.Pickler):
+    """A C ``pickle.Pickler`` that also pickles functions and classes by value.
+
+    Takes ``(file, protocol=None, buffer_callback=None)``; ``None`` means
+    :data:`DEFAULT_PROTOCOL`. Everything is reduced through :meth:`reducer_override`, so the
+    memo, ``persistent_id`` (defined by subclasses) and ``buffer_callback`` of this pickler
+    apply to everything inside a function.
+    """
+
+    def __init__(self, file, protocol=None, buffer_callback=None):
+        if protocol is None:
+            protocol = DEFAULT_PROTOCOL
+        super().__init__(file, protocol, buffer_callback=buffer_callback)
+        self._protocol = DEFAULT_PROTOCOL if protocol < 0 else protocol
+        self._tokens = {}
+        self._closure_cells = {}
+
+    def reducer_override(self, obj):
+        # Ordered by frequency; "not ours" (any plain instance) must fall through cheaply.
+        t = type(obj)
+        if t is _FunctionType:
+            return reduce_function(self, obj)
+        if t is _CodeType:
+            return reduce_code(self, obj)
+        if t is _CellType:
+            return reduce_cell(self, obj)
+        if t is _StableSet:
+            return reduce_stable_set(self, obj)
+        if t is _CellRef:
+            return (_rebuild.closure_cell, (obj.func, obj.index))
+        cdef PyObject* reducer = PyDict_GetItem(_SHARED_DISPATCH, t)
+        if reducer is not NULL:
+            return (<object>reducer)(self, obj)
+        if PyType_Check(obj):
+            return _classes.reduce_class(self, obj)
+        if PyModule_Check(obj):
+            return _modules.reduce_module(self, obj)
+        return NotImplemented
+
+    def dump(self, obj):
+        """Write the pickle of ``obj``; too-deep nesting raises :class:`PicklingError`."""
+        try:
+            super().dump(obj)
+        except RecursionError as exc:
+            err = PicklingError(
+                "object too deeply nested to pickle (maximum recursion depth exceeded); "
+                "raise sys.setrecursionlimit() or flatten the structure"
+            )
+            _errors.note_failure(err, obj, type(self), self._protocol)
+            raise err from exc
+        except Exception as exc:
+            _errors.note_failure(exc, obj, type(self), self._protocol)
+            raise
+
+    def clear_memo(self):
+        super().clear_memo()
+        self._tokens.clear()
+        self._closure_cells.clear()
+
+    def _globals_token(self, gdict):
+        """The dict that stands for ``gdict`` in this pickle (see the twin)."""
+        key = id(gdict)
+        token = self._tokens.get(key)
+        if token is None:
+            token = {"__name__": gdict.get("__name__")}
+            package = gdict.get("__package__")
+            if package is not None:
+                token["__package__"] = package
+            self._tokens[key] = token
+            self._tokens[~key] = gdict
+        return token
+
+    def _stable(self, value):
+        """``value``, or a stand-in that writes a set's elements in a stable order."""
+        t = type(value)
+        if t is set or t is frozenset:
+            key = id(value)
+            wrapper = self._tokens.get(key)
+            if wrapper is None:
+                wrapper = _StableSet(value)
+                self._tokens[key] = wrapper
+                self._tokens[~key] = value
+            return wrapper
+        return value

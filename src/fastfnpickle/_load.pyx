@@ -1,0 +1,158 @@
+# cython: language_level=3, binding=True, boundscheck=False, wraparound=False
+"""Compiled twin of ``_load_py.py``: the reconstructors a pickle calls for every function.
+
+Same names, same behaviour; see the twin for the documentation of each. Pickles never name
+this module: ``_rebuild`` re-exports the active twin under its own stable module path.
+"""
+
+import builtins as _builtins_module
+import marshal
+from pickle import UnpicklingError
+from types import CellType, CodeType, FunctionType
+
+from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK
+
+cdef object _CellType = CellType
+cdef object _CodeType = CodeType
+cdef object _FunctionType = FunctionType
+cdef object _builtins = _builtins_module
+cdef str _TAG = CODE_TAG
+cdef str _TAG_SETS = CODE_TAG_SETS
+cdef str _MARK = FROZENSET_MARK
+cdef object _marshal_loads = marshal.loads
+
+cdef dict _CODE_CACHE = {}
+cdef Py_ssize_t _CODE_CACHE_MAX = 512
+
+
+cdef object _restore_sets(object value):
+    cdef object t = type(value)
+    if t is tuple:
+        if value and type(value[0]) is str and value[0] == _MARK:
+            return frozenset(value[1:])
+        return tuple([_restore_sets(v) for v in value])
+    if t is _CodeType:
+        return value.replace(co_consts=tuple([_restore_sets(c) for c in value.co_consts]))
+    return value
+
+
+def code(tag, data):
+    """Rebuild a code object written by ``marshal`` on the same Python minor version."""
+    cdef object cached = None
+    if type(data) is bytes:
+        cached = _CODE_CACHE.get(data)
+    if cached is not None and tag == _TAG:
+        return cached
+    if tag != _TAG and tag != _TAG_SETS:
+        version = tag.split("+")[0] if type(tag) is str else repr(tag)
+        raise UnpicklingError(
+            f"this pickle holds a function compiled by Python {version}; this interpreter is "
+            f"Python {_TAG}, and bytecode only loads on the minor version that made it"
+        )
+    try:
+        result = _marshal_loads(data)
+    except (ValueError, EOFError, TypeError) as exc:
+        raise UnpicklingError(f"corrupt code object in pickle: {exc}") from None
+    if type(result) is not _CodeType:
+        raise UnpicklingError(f"corrupt code object in pickle: got {type(result).__name__}")
+    if tag == _TAG_SETS:
+        return _restore_sets(result)
+    if len(_CODE_CACHE) >= _CODE_CACHE_MAX:
+        _CODE_CACHE.clear()
+    _CODE_CACHE[data] = result
+    return result
+
+
+def make_cell():
+    """An empty cell; :func:`fill_cell` fills it."""
+    return _CellType()
+
+
+def fill_cell(cell, state):
+    """State setter of a standalone cell."""
+    cell.cell_contents = state[0]
+    return cell
+
+
+def closure_cell(func, index):
+    """A cell shared with a function rebuilt earlier in the same pickle."""
+    if type(func) is not _FunctionType:
+        raise UnpicklingError("corrupt closure reference in pickle")
+    closure = func.__closure__
+    if closure is None or type(index) is not int or not 0 <= index < len(closure):
+        raise UnpicklingError("corrupt closure reference in pickle")
+    return closure[index]
+
+
+def function(a, b, c=None, d=None):
+    """Create a function, or fill one in.
+
+    ``function(tag, code_bytes, globals, closure)`` makes the function;
+    ``function(func, state)`` is its state setter. One callable serves both so a pickle
+    references a single global per function kind.
+    """
+    if type(a) is _FunctionType:
+        return _set_state(a, b)
+    return _make(a, b, c, d)
+
+
+cdef object _make(object tag, object data, object globals_, object closure):
+    cdef object co = code(tag, data)
+    cdef Py_ssize_t n, i
+    if type(globals_) is not dict:
+        raise UnpicklingError("corrupt function in pickle: globals is not a dict")
+    if "__builtins__" not in globals_:
+        globals_["__builtins__"] = _builtins
+    cells = None
+    if closure is not None:
+        if type(closure) is int:
+            if not 0 < closure <= len(co.co_freevars):
+                raise UnpicklingError("corrupt function in pickle: bad closure size")
+            n = closure
+            cells = tuple([_CellType() for i in range(n)])
+        elif type(closure) is tuple:
+            cells = tuple([_CellType() if c is None else c for c in closure])
+        else:
+            raise UnpicklingError("corrupt function in pickle: bad closure")
+    try:
+        return _FunctionType(co, globals_, None, None, cells)
+    except (TypeError, ValueError) as exc:
+        raise UnpicklingError(f"corrupt function in pickle: {exc}") from None
+
+
+cdef object _set_state(object func, object state):
+    cdef Py_ssize_t i
+    if type(state) is not tuple or len(<tuple>state) != 12:
+        raise UnpicklingError("corrupt function state in pickle")
+    (captured, defaults, kwdefaults, cell_values, empty_cells, name, qualname, module,
+     doc, annotations, attrs, extra) = <tuple>state
+    if captured is not None:
+        func.__globals__.update(captured)
+    if defaults is not None:
+        func.__defaults__ = defaults
+    if kwdefaults is not None:
+        func.__kwdefaults__ = kwdefaults
+    if cell_values is not None:
+        closure = func.__closure__
+        if closure is None or type(cell_values) is not tuple or len(closure) != len(cell_values):
+            raise UnpicklingError("corrupt function state in pickle: closure size mismatch")
+        i = 0
+        for value in <tuple>cell_values:
+            if empty_cells is None or i not in empty_cells:
+                (<tuple>closure)[i].cell_contents = value
+            i += 1
+    if name is not None:
+        func.__name__ = name
+    if qualname is not None:
+        func.__qualname__ = qualname
+    if module is not None:
+        func.__module__ = module
+    func.__doc__ = doc
+    if annotations is not None:
+        func.__annotations__ = annotations
+    if attrs is not None:
+        func.__dict__.update(attrs)
+    if extra is not None:
+        if extra[0] is not None:
+            func.__type_params__ = extra[0]
+    return func
