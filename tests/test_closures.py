@@ -1,0 +1,252 @@
+"""Closures: empty cells, rebound cells, (mutual) recursion, ``nonlocal``, cells shared between
+closures, and standalone cell objects. Checks run in-process and in one fresh interpreter."""
+
+import pickle
+import textwrap
+import types
+from typing import Any, Callable, Dict, Tuple
+
+import pytest
+
+from conftest import load_in_subprocess
+
+
+def build_empty_cells() -> Any:
+    def never_assigned():
+        if False:
+            x = 1  # noqa: F841
+
+        def read():
+            return x
+        return read
+
+    def assigned_later():
+        def read():
+            return y
+        before = read
+        y = "now set"  # noqa: F841
+        return before
+
+    def deleted():
+        z = 1
+
+        def read():
+            return z
+        del z
+        return read
+    return {"never": never_assigned(), "later": assigned_later(), "deleted": deleted()}
+
+
+CHECK_EMPTY_CELLS = """
+r = obj["never"]
+try:
+    r.__closure__[0].cell_contents
+except ValueError:
+    pass
+else:
+    raise AssertionError("cell should be empty")
+try:
+    r()
+except NameError as exc:
+    assert "x" in str(exc)
+else:
+    raise AssertionError("reading an empty cell must raise NameError")
+assert obj["later"]() == "now set"
+try:
+    obj["deleted"]()
+except NameError:
+    pass
+else:
+    raise AssertionError("deleted cell must stay empty")
+"""
+
+
+def build_rebound() -> Any:
+    def outer():
+        value = "first"
+
+        def get():
+            return value
+        value = "second"
+        return get
+
+    def loop():
+        fs = []
+        for i in range(3):
+            fs.append(lambda: i)  # all share the loop cell, which ends at 2
+        return fs
+    return {"get": outer(), "loop": loop()}
+
+
+CHECK_REBOUND = """
+assert obj["get"]() == "second"
+assert [f() for f in obj["loop"]] == [2, 2, 2]
+assert len({id(f.__closure__[0]) for f in obj["loop"]}) == 1
+"""
+
+
+def build_recursive() -> Any:
+    def make_fact():
+        def fact(n):
+            return 1 if n <= 1 else n * fact(n - 1)
+        return fact
+
+    def make_parity():
+        def is_even(n):
+            return True if n == 0 else is_odd(n - 1)
+
+        def is_odd(n):
+            return False if n == 0 else is_even(n - 1)
+        return is_even, is_odd
+    even, odd = make_parity()
+    return {"fact": make_fact(), "even": even, "odd_only": make_parity()[1]}
+
+
+CHECK_RECURSIVE = """
+fact = obj["fact"]
+assert fact(5) == 120
+assert fact.__closure__[0].cell_contents is fact
+even = obj["even"]
+assert even(10) is True and even(7) is False
+odd = even.__closure__[0].cell_contents
+assert odd.__name__ == "is_odd" and odd(7) is True
+assert odd.__closure__[0].cell_contents is even
+assert obj["odd_only"](3) is True
+"""
+
+
+def build_nonlocal() -> Any:
+    def counter():
+        count = 0
+
+        def inc(step=1):
+            nonlocal count
+            count += step
+            return count
+
+        def get():
+            return count
+
+        def reset():
+            nonlocal count
+            count = 0
+        return inc, get, reset
+    inc, get, reset = counter()
+    inc()
+    inc(4)
+    lone = counter()[0]
+    return {"inc": inc, "get": get, "reset": reset, "lone": lone}
+
+
+CHECK_NONLOCAL = """
+inc, get, reset = obj["inc"], obj["get"], obj["reset"]
+assert get() == 5  # the state at pickling time
+assert inc(2) == 7 and get() == 7  # one shared cell after load
+reset()
+assert get() == 0 and inc() == 1
+assert inc.__closure__[0] is get.__closure__[0] is reset.__closure__[0]
+assert obj["lone"]() == 1 and obj["lone"]() == 2
+assert obj["lone"].__closure__[0] is not inc.__closure__[0]
+"""
+
+
+def build_shared_cells() -> Any:
+    def pair():
+        data = []
+
+        def push(v):
+            data.append(v)
+
+        def pop():
+            return data.pop()
+        return push, pop
+    push, pop = pair()
+    push("x")
+    return {"push": push, "pop": pop}
+
+
+CHECK_SHARED_CELLS = """
+push, pop = obj["push"], obj["pop"]
+assert push.__closure__[0] is pop.__closure__[0]
+assert push.__closure__[0].cell_contents is pop.__closure__[0].cell_contents
+push("y")
+assert pop() == "y" and pop() == "x"
+"""
+
+
+def build_cells() -> Any:
+    full = types.CellType([1, 2])
+    empty = types.CellType()
+    selfref = types.CellType()
+    selfref.cell_contents = [selfref]
+
+    def reader():
+        return shared_value
+
+    shared_value = {"k": "v"}
+    closure_cell = reader.__closure__[0]
+    return {"full": full, "empty": empty, "self": selfref, "reader": reader,
+            "closure_cell": closure_cell}
+
+
+CHECK_CELLS = """
+import types
+assert type(obj["full"]) is types.CellType and obj["full"].cell_contents == [1, 2]
+try:
+    obj["empty"].cell_contents
+except ValueError:
+    pass
+else:
+    raise AssertionError("empty standalone cell came back filled")
+s = obj["self"]
+assert s.cell_contents[0] is s
+# A cell pickled both in a closure and on its own is one object after load.
+assert obj["closure_cell"] is obj["reader"].__closure__[0]
+assert obj["closure_cell"].cell_contents == {"k": "v"}
+obj["closure_cell"].cell_contents = "changed"
+assert obj["reader"]() == "changed"
+"""
+
+
+FEATURES: Dict[str, Tuple[Callable[[], Any], str]] = {
+    "empty_cells": (build_empty_cells, CHECK_EMPTY_CELLS),
+    "rebound": (build_rebound, CHECK_REBOUND),
+    "recursive": (build_recursive, CHECK_RECURSIVE),
+    "nonlocal": (build_nonlocal, CHECK_NONLOCAL),
+    "shared_cells": (build_shared_cells, CHECK_SHARED_CELLS),
+    "cells": (build_cells, CHECK_CELLS),
+}
+
+
+def _run_check(check: str, loaded: Any) -> None:
+    exec(compile(textwrap.dedent(check), "<check>", "exec"), {"obj": loaded, "__name__": "__check__"})
+
+
+@pytest.mark.parametrize("feature", sorted(FEATURES))
+def test_round_trip_in_process(impl, feature: str) -> None:
+    build, check = FEATURES[feature]
+    _run_check(check, pickle.loads(impl.dumps(build())))
+
+
+def test_all_features_in_fresh_interpreter(impl) -> None:
+    payload = {name: build() for name, (build, _) in FEATURES.items()}
+    checks = {name: check for name, (_, check) in FEATURES.items()}
+    out = load_in_subprocess(impl.dumps((payload, checks)), """
+        import textwrap
+        payload, checks = obj
+        for name, check in checks.items():
+            try:
+                exec(textwrap.dedent(check), {"obj": payload[name], "__name__": "__main__"})
+            except BaseException as exc:
+                raise AssertionError(f"feature {name}: {exc!r}") from exc
+        print(len(checks))
+    """, impl)
+    assert int(out) == len(FEATURES)
+
+
+def test_closure_cells_in_two_pickles_are_independent(impl) -> None:
+    # Sharing is per pickle (memo): two dumps give two independent copies.
+    inc = build_nonlocal()["inc"]
+    a = pickle.loads(impl.dumps(inc))
+    b = pickle.loads(impl.dumps(inc))
+    assert a() == 6 and a() == 7 and b() == 6
