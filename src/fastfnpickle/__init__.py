@@ -5,7 +5,6 @@ by name, and the stdlib's ``loads``/``load`` read the result in any process wher
 is importable.
 """
 
-import io
 import pickle
 from pickle import HIGHEST_PROTOCOL, PicklingError, Unpickler, UnpicklingError, load, loads
 from typing import Any, Callable, Optional
@@ -33,9 +32,7 @@ def dumps(obj: Any, protocol: Optional[int] = None,
           buffer_callback: Optional[Callable[[pickle.PickleBuffer], Any]] = None) -> bytes:
     """The pickle of ``obj`` as bytes; functions and classes the stdlib cannot find by name
     are pickled by value."""
-    with io.BytesIO() as file:
-        Pickler(file, protocol, buffer_callback=buffer_callback).dump(obj)
-        return file.getvalue()
+    return _core.dumps(obj, protocol, buffer_callback)
 
 
 __all__ = [

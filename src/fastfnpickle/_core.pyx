@@ -8,9 +8,11 @@ that. The twin documents the design; comments here cover only what is Cython-spe
 regular class whose ``reducer_override`` is a compiled method calling ``cdef`` helpers.
 """
 
+import io
 import marshal
 import pickle
 import sys
+import threading
 import weakref
 from functools import partial
 from pickle import PicklingError
@@ -20,6 +22,22 @@ from cpython.object cimport PyObject, PyTypeObject
 from cpython.dict cimport PyDict_GetItem
 from cpython.type cimport PyType_Check
 from cpython.module cimport PyModule_Check
+
+cdef extern from "Python.h":
+    # Field names are the same on 3.9-3.13; Cython emits them by name, the C compiler does the
+    # layout. Reading the struct skips eleven attribute lookups per function.
+    ctypedef struct PyFunctionObject:
+        PyObject* func_code
+        PyObject* func_globals
+        PyObject* func_defaults
+        PyObject* func_kwdefaults
+        PyObject* func_closure
+        PyObject* func_doc
+        PyObject* func_name
+        PyObject* func_dict
+        PyObject* func_module
+        PyObject* func_annotations
+        PyObject* func_qualname
 
 from . import _bytecode as B
 from . import _classes, _errors, _modules, _rebuild, _reducers
@@ -37,6 +55,21 @@ cdef object _marshal_dumps = marshal.dumps
 cdef object _weakref = weakref.ref
 cdef bint _HAS_CO_QUALNAME = sys.version_info >= (3, 11)
 cdef bint _HAS_TYPE_PARAMS = sys.version_info >= (3, 12)
+
+# Bound on first use: _rebuild is still importing when this module is.
+cdef object _OWN_FUNCTIONS = None
+cdef object _FUNCTION = None
+
+
+cdef inline void _bind_rebuild():
+    global _OWN_FUNCTIONS, _FUNCTION
+    _OWN_FUNCTIONS = _rebuild.OWN_FUNCTIONS
+    _FUNCTION = _rebuild.function
+
+
+cdef inline object _field(PyObject* value):
+    return None if value is NULL else <object>value
+
 
 cdef int _EXTENDED_ARG = B.EXTENDED_ARG
 cdef int _LOAD_GLOBAL = B.LOAD_GLOBAL
@@ -197,9 +230,11 @@ cdef object reduce_code(object pickler, object code):
 # --------------------------------------------------------------------------------------------
 # Functions
 
-cdef bint _is_by_reference(object func) except -1:
-    module_name = func.__module__
+cdef bint _is_by_reference(object func, object qualname) except -1:
+    module_name = _field((<PyFunctionObject*>func).func_module)
     if type(module_name) is not str or module_name in _DYNAMIC_MODULES:
+        return False
+    if type(qualname) is not str or "<locals>" in qualname:
         return False
     if _modules.BY_VALUE and _modules.is_by_value_name(module_name):
         return False
@@ -207,7 +242,7 @@ cdef bint _is_by_reference(object func) except -1:
     if module is NULL:
         return False
     obj = <object>module
-    for part in func.__qualname__.split("."):
+    for part in qualname.split("."):
         obj = getattr(obj, part, None)
         if obj is None:
             return False
@@ -243,11 +278,15 @@ cdef object _stable(object pickler, object value):
 
 
 cdef object reduce_function(object pickler, object func):
-    if func in _rebuild.OWN_FUNCTIONS or _is_by_reference(func):
+    if _FUNCTION is None:
+        _bind_rebuild()
+    cdef PyFunctionObject* f = <PyFunctionObject*>func
+    qualname = _field(f.func_qualname)
+    if func in _OWN_FUNCTIONS or _is_by_reference(func, qualname):
         return NotImplemented
-    code = func.__code__
+    code = <object>f.func_code
     cdef CodeInfo info = code_info(code)
-    cdef dict gdict = func.__globals__
+    cdef dict gdict = <dict>f.func_globals
     cdef dict captured = None
     cdef PyObject* found
     for name in info.names:
@@ -256,7 +295,7 @@ cdef object reduce_function(object pickler, object func):
             if captured is None:
                 captured = {}
             captured[name] = _stable(pickler, <object>found)
-    closure = func.__closure__
+    closure = _field(f.func_closure)
     closure_arg = None
     cell_values = None
     empty = None
@@ -269,11 +308,14 @@ cdef object reduce_function(object pickler, object func):
     if _HAS_TYPE_PARAMS:
         type_params = func.__type_params__ or None
     extra = None if submods is None and type_params is None else (type_params, submods)
-    name = func.__name__
-    qualname = func.__qualname__
-    module = func.__module__
-    defaults = func.__defaults__
-    kwdefaults = func.__kwdefaults__
+    name = _field(f.func_name)
+    module = _field(f.func_module)
+    defaults = _field(f.func_defaults)
+    kwdefaults = _field(f.func_kwdefaults)
+    annotations = _field(f.func_annotations)
+    if annotations is not None and type(annotations) is not dict:
+        annotations = func.__annotations__  # 3.10 may hold a tuple until first access
+    attrs = _field(f.func_dict)
     state = (
         captured,
         None if defaults is None else tuple([_stable(pickler, d) for d in defaults]),
@@ -283,14 +325,28 @@ cdef object reduce_function(object pickler, object func):
         None if name == code.co_name else name,
         None if qualname == (code.co_qualname if _HAS_CO_QUALNAME else code.co_name) else qualname,
         None if type(module) is str and module == gdict.get("__name__") else module,
-        func.__doc__,
-        func.__annotations__ or None,
-        func.__dict__ or None,
+        _field(f.func_doc),
+        annotations or None,
+        attrs or None,
         extra,
     )
-    fn = _rebuild.function
-    return (fn, (info.tag, info.data, pickler._globals_token(gdict), closure_arg),
-            state, None, None, fn)
+    return (_FUNCTION,
+            (info.tag, info.data, _globals_token(pickler._tokens, gdict), closure_arg),
+            state, None, None, _FUNCTION)
+
+
+cdef dict _globals_token(dict tokens, dict gdict):
+    key = id(gdict)
+    cdef PyObject* found = PyDict_GetItem(tokens, key)
+    if found is not NULL:
+        return <dict>found
+    cdef dict token = {"__name__": gdict.get("__name__")}
+    package = gdict.get("__package__")
+    if package is not None:
+        token["__package__"] = package
+    tokens[key] = token
+    tokens[~key] = gdict
+    return token
 
 
 cdef tuple _closure_parts(object pickler, object func, tuple closure):
@@ -413,36 +469,15 @@ class Pickler(pickle.Pickler):
 
     def dump(self, obj):
         """Write the pickle of ``obj``; too-deep nesting raises :class:`PicklingError`."""
-        try:
-            super().dump(obj)
-        except RecursionError as exc:
-            err = PicklingError(
-                "object too deeply nested to pickle (maximum recursion depth exceeded); "
-                "raise sys.setrecursionlimit() or flatten the structure"
-            )
-            _errors.note_failure(err, obj, type(self), self._protocol)
-            raise err from exc
-        except Exception as exc:
-            _errors.note_failure(exc, obj, type(self), self._protocol)
-            raise
+        _dump(self, obj)
 
     def clear_memo(self):
-        super().clear_memo()
-        self._tokens.clear()
-        self._closure_cells.clear()
+        """Forget what was pickled so far (the next dump starts a new pickle's memo)."""
+        _clear(self)
 
     def _globals_token(self, gdict):
         """The dict that stands for ``gdict`` in this pickle (see the twin)."""
-        key = id(gdict)
-        token = self._tokens.get(key)
-        if token is None:
-            token = {"__name__": gdict.get("__name__")}
-            package = gdict.get("__package__")
-            if package is not None:
-                token["__package__"] = package
-            self._tokens[key] = token
-            self._tokens[~key] = gdict
-        return token
+        return _globals_token(self._tokens, gdict)
 
     def _stable(self, value):
         """``value``, or a stand-in that writes a set's elements in a stable order."""
@@ -456,3 +491,71 @@ class Pickler(pickle.Pickler):
                 self._tokens[~key] = value
             return wrapper
         return value
+
+
+cdef object _C_DUMP = pickle.Pickler.dump
+cdef object _C_CLEAR_MEMO = pickle.Pickler.clear_memo
+
+
+cdef _dump(object pickler, object obj):
+    try:
+        _C_DUMP(pickler, obj)
+    except RecursionError as exc:
+        err = PicklingError(
+            "object too deeply nested to pickle (maximum recursion depth exceeded); "
+            "raise sys.setrecursionlimit() or flatten the structure"
+        )
+        _errors.note_failure(err, obj, type(pickler), pickler._protocol)
+        raise err from exc
+    except Exception as exc:
+        _errors.note_failure(exc, obj, type(pickler), pickler._protocol)
+        raise
+
+
+cdef _clear(object pickler):
+    _C_CLEAR_MEMO(pickler)
+    (<dict>pickler._tokens).clear()
+    (<dict>pickler._closure_cells).clear()
+
+
+# One reusable pickler per thread for dumps() at the default protocol: building a pickler
+# costs about as much as pickling a small lambda. It writes into a list (one append per
+# frame), which is cheaper than a BytesIO to fill, read and reset.
+cdef object _local = threading.local()
+
+
+class _Sink:
+    """A write-only file for the reusable pickler."""
+
+    __slots__ = ("chunks", "write")
+
+    def __init__(self):
+        self.chunks = []
+        self.write = self.chunks.append
+
+
+def dumps(obj, protocol=None, buffer_callback=None):
+    """The pickle of ``obj`` as bytes (see ``fastfnpickle.dumps``)."""
+    if buffer_callback is not None or not (protocol is None or protocol == DEFAULT_PROTOCOL):
+        buf = io.BytesIO()
+        _dump(Pickler(buf, protocol, buffer_callback=buffer_callback), obj)
+        return buf.getvalue()
+    slot = getattr(_local, "slot", None)
+    if slot is None or slot[2]:
+        # First use on this thread, or a dumps() nested inside another one (a __reduce__
+        # that calls dumps): a private pickler.
+        sink = _Sink()
+        slot = [sink, Pickler(sink), False]
+        if getattr(_local, "slot", None) is None:
+            _local.slot = slot
+    chunks = slot[0].chunks
+    pickler = slot[1]
+    slot[2] = True
+    try:
+        _dump(pickler, obj)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    finally:
+        # Drop the memo's references to the user's objects and the output now.
+        chunks.clear()
+        _clear(pickler)
+        slot[2] = False

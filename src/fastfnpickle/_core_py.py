@@ -5,9 +5,11 @@ hold both to that. Everything here must stay portable 1:1 to Cython: plain funct
 tuples, exact type checks.
 """
 
+import io
 import marshal
 import pickle
 import sys
+import threading
 import weakref
 from pickle import PicklingError
 from types import CellType, CodeType, FunctionType, ModuleType
@@ -182,7 +184,10 @@ def reduce_code(pickler: "Pickler", code: CodeType) -> tuple:
 def _is_by_reference(func: FunctionType) -> bool:
     """Whether ``func`` can be found by ``module.qualname`` import on the loading side."""
     module_name = func.__module__
-    if module_name in _DYNAMIC_MODULES or type(module_name) is not str:
+    if type(module_name) is not str or module_name in _DYNAMIC_MODULES:
+        return False
+    qualname = func.__qualname__
+    if type(qualname) is not str or "<locals>" in qualname:
         return False
     if _modules.BY_VALUE and _modules.is_by_value_name(module_name):
         return False
@@ -190,7 +195,7 @@ def _is_by_reference(func: FunctionType) -> bool:
     if module is None:
         return False
     obj: Any = module
-    for part in func.__qualname__.split("."):
+    for part in qualname.split("."):
         obj = getattr(obj, part, None)
         if obj is None:
             return False
@@ -408,23 +413,11 @@ class Pickler(pickle.Pickler):
 
     def dump(self, obj: Any) -> None:
         """Write the pickle of ``obj``; too-deep nesting raises :class:`PicklingError`."""
-        try:
-            super().dump(obj)
-        except RecursionError as exc:
-            err = PicklingError(
-                "object too deeply nested to pickle (maximum recursion depth exceeded); "
-                "raise sys.setrecursionlimit() or flatten the structure"
-            )
-            _errors.note_failure(err, obj, type(self), self._protocol)
-            raise err from exc
-        except Exception as exc:
-            _errors.note_failure(exc, obj, type(self), self._protocol)
-            raise
+        _dump(self, obj)
 
     def clear_memo(self) -> None:
-        super().clear_memo()
-        self._tokens.clear()
-        self._closure_cells.clear()
+        """Forget what was pickled so far (the next dump starts a new pickle's memo)."""
+        _clear(self)
 
     def _globals_token(self, gdict: Dict[str, Any]) -> Dict[str, Any]:
         """The dict that stands for ``gdict`` in this pickle: it becomes the shared globals of
@@ -452,3 +445,71 @@ class Pickler(pickle.Pickler):
                 self._tokens[~key] = value
             return wrapper
         return value
+
+
+_C_DUMP = pickle.Pickler.dump
+_C_CLEAR_MEMO = pickle.Pickler.clear_memo
+
+
+def _dump(pickler: Pickler, obj: Any) -> None:
+    try:
+        _C_DUMP(pickler, obj)
+    except RecursionError as exc:
+        err = PicklingError(
+            "object too deeply nested to pickle (maximum recursion depth exceeded); "
+            "raise sys.setrecursionlimit() or flatten the structure"
+        )
+        _errors.note_failure(err, obj, type(pickler), pickler._protocol)
+        raise err from exc
+    except Exception as exc:
+        _errors.note_failure(exc, obj, type(pickler), pickler._protocol)
+        raise
+
+
+def _clear(pickler: Pickler) -> None:
+    _C_CLEAR_MEMO(pickler)
+    pickler._tokens.clear()
+    pickler._closure_cells.clear()
+
+
+# One reusable pickler per thread for dumps() at the default protocol: building a pickler
+# costs about as much as pickling a small lambda. It writes into a list (one append per
+# frame), which is cheaper than a BytesIO to fill, read and reset.
+_local = threading.local()
+
+
+class _Sink:
+    """A write-only file for the reusable pickler."""
+
+    __slots__ = ("chunks", "write")
+
+    def __init__(self):
+        self.chunks = []
+        self.write = self.chunks.append
+
+
+def dumps(obj: Any, protocol: Optional[int] = None, buffer_callback: Any = None) -> bytes:
+    """The pickle of ``obj`` as bytes (see ``fastfnpickle.dumps``)."""
+    if buffer_callback is not None or not (protocol is None or protocol == DEFAULT_PROTOCOL):
+        buf = io.BytesIO()
+        _dump(Pickler(buf, protocol, buffer_callback=buffer_callback), obj)
+        return buf.getvalue()
+    slot = getattr(_local, "slot", None)
+    if slot is None or slot[2]:
+        # First use on this thread, or a dumps() nested inside another one (a __reduce__
+        # that calls dumps): a private pickler.
+        sink = _Sink()
+        slot = [sink, Pickler(sink), False]
+        if getattr(_local, "slot", None) is None:
+            _local.slot = slot
+    chunks = slot[0].chunks
+    pickler = slot[1]
+    slot[2] = True
+    try:
+        _dump(pickler, obj)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    finally:
+        # Drop the memo's references to the user's objects and the output now.
+        chunks.clear()
+        _clear(pickler)
+        slot[2] = False

@@ -22,7 +22,16 @@ def _export(fn: _F, name: str) -> _F:
     return fn
 
 
-function = _export(_load.function, "function")
+_function = _load.function
+
+
+def function(a: Any, b: Any, c: Any = None, d: Any = None) -> Any:
+    """Create a function ``(tag, code_bytes, globals, closure)`` or fill one ``(func, state)``.
+
+    A plain Python function on purpose: the C pickler saves one as a global directly, while a
+    compiled function takes a slower ``__reduce_ex__`` detour on every pickle.
+    """
+    return _function(a, b, c, d)
 code = _export(_load.code, "code")
 make_cell = _export(_load.make_cell, "make_cell")
 fill_cell = _export(_load.fill_cell, "fill_cell")
