@@ -269,11 +269,15 @@ def test_all_features_in_fresh_interpreter(impl) -> None:
     out = load_in_subprocess(impl.dumps((payload, checks)), """
         import textwrap
         payload, checks = obj
+        failures = []
         for name, check in checks.items():
             try:
                 exec(textwrap.dedent(check), {"obj": payload[name], "__name__": "__main__"})
             except BaseException as exc:
-                raise AssertionError(f"feature {name}: {exc!r}") from exc
+                import traceback
+                failures.append(f"feature {name}: " + "".join(traceback.format_exception_only(type(exc), exc))
+                                + "".join(traceback.format_tb(exc.__traceback__)[-1:]))
+        assert not failures, "\\n".join(failures)
         print(len(checks))
     """, impl)
     assert int(out) == len(FEATURES)
