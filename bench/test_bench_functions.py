@@ -1,0 +1,15 @@
+"""Benchmarks of the functions workloads (see ``python -m fastfnpickle bench --list``)."""
+
+from typing import Any
+
+import pytest
+
+from fastfnpickle.benchmark import WORKLOADS
+
+NAMES = [name for name, w in WORKLOADS.items() if w.family == "functions"]
+
+
+@pytest.mark.parametrize("op", ["dumps", "loads"])
+@pytest.mark.parametrize("workload", NAMES)
+def test_functions(run_case: Any, workload: str, target: Any, op: str) -> None:
+    run_case(workload, target, op)

@@ -1,0 +1,209 @@
+"""The serializers the benchmark compares, behind one ``dumps``/``loads`` shape.
+
+Every target pickles with protocol 5. ``dumps(obj, buffer_callback)`` and
+``loads(data, buffers)`` mirror the stdlib signatures; ``buffer_callback`` is None except for
+out-of-band workloads.
+
+``marshal-floor`` is not a serializer anyone should use: it is the least work any function
+pickler must do (marshal the code, pickle the globals it names and its cell contents), with no
+analysis, no caching and no by-reference handling. It applies to function workloads only.
+"""
+
+import builtins
+import dataclasses
+import importlib
+import io
+import marshal
+import pickle
+import sys
+from types import CellType, CodeType, FunctionType, ModuleType
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+TARGET_NAMES: Tuple[str, ...] = (
+    "fastfnpickle-cython", "fastfnpickle-python", "pickle", "cloudpickle", "dill",
+    "marshal-floor",
+)
+PROTOCOL = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """One serializer under test."""
+
+    name: str
+    dumps: Callable[[Any, Any], bytes]
+    loads: Callable[[bytes, Any], Any]
+    version: str
+    loader: str
+    """How a fresh interpreter loads this target's pickles (see :func:`loads_for`)."""
+    may_fail: bool = False
+    """Failing to pickle a workload means "n/a" (the stdlib), not an error."""
+    functions_only: bool = False
+    note: str = ""
+
+
+def _pickler_dumps(pickler_class: Any) -> Callable[[Any, Any], bytes]:
+    # The same steps as fastfnpickle.dumps, with the implementation pinned.
+    def dumps(obj: Any, buffer_callback: Any = None) -> bytes:
+        with io.BytesIO() as f:
+            pickler_class(f, PROTOCOL, buffer_callback=buffer_callback).dump(obj)
+            return f.getvalue()
+    return dumps
+
+
+def _pickle_loads(data: bytes, buffers: Any = None) -> Any:
+    return pickle.loads(data, buffers=buffers)
+
+
+def _stdlib_dumps(obj: Any, buffer_callback: Any = None) -> bytes:
+    return pickle.dumps(obj, PROTOCOL, buffer_callback=buffer_callback)
+
+
+def _fastfnpickle_targets() -> Tuple[List[Target], Dict[str, str]]:
+    from . import _core_py
+    from ._version import __version__
+
+    found: List[Target] = []
+    missing: Dict[str, str] = {}
+    try:
+        from . import _core  # type: ignore[attr-defined]
+    except ImportError as exc:
+        missing["fastfnpickle-cython"] = f"compiled core not built ({exc})"
+    else:
+        found.append(Target("fastfnpickle-cython", _pickler_dumps(_core.Pickler), _pickle_loads,
+                            __version__, "pickle"))
+    found.append(Target("fastfnpickle-python", _pickler_dumps(_core_py.Pickler), _pickle_loads,
+                        __version__, "pickle"))
+    return found, missing
+
+
+def _cloudpickle_target() -> Target:
+    import cloudpickle
+
+    def dumps(obj: Any, buffer_callback: Any = None) -> bytes:
+        return cloudpickle.dumps(obj, PROTOCOL, buffer_callback=buffer_callback)
+
+    return Target("cloudpickle", dumps, _pickle_loads, cloudpickle.__version__, "pickle")
+
+
+def _dill_target() -> Target:
+    import dill
+
+    # recurse=True: pickle only the globals a function reads, like the others do. Without it
+    # dill pickles a by-value function's whole module namespace.
+    def dumps(obj: Any, buffer_callback: Any = None) -> bytes:
+        return dill.dumps(obj, PROTOCOL, recurse=True, buffer_callback=buffer_callback)
+
+    def loads(data: bytes, buffers: Any = None) -> Any:
+        return dill.loads(data, buffers=buffers)
+
+    return Target("dill", dumps, loads, dill.__version__, "dill", note="recurse=True")
+
+
+# --------------------------------------------------------------------------------------------
+# The marshal floor
+
+def _names(code: CodeType, out: set) -> None:
+    out.update(code.co_names)
+    for const in code.co_consts:
+        if type(const) is CodeType:
+            _names(const, out)
+
+
+def _floor_parts(func: FunctionType, active: set) -> tuple:
+    active.add(id(func))
+    names: set = set()
+    _names(func.__code__, names)
+    g = func.__globals__
+    values: Dict[str, Any] = {}
+    modules: Dict[str, str] = {}
+    functions: Dict[str, tuple] = {}
+    for name in names:
+        if name in g:
+            value = g[name]
+            t = type(value)
+            if t is ModuleType:
+                modules[name] = value.__name__
+            elif t is FunctionType:
+                if id(value) not in active:  # recursion: the floor just drops the reference
+                    functions[name] = _floor_parts(value, active)
+            else:
+                values[name] = value
+    closure = func.__closure__
+    cells = None if closure is None else tuple([c.cell_contents for c in closure])
+    active.discard(id(func))
+    return (marshal.dumps(func.__code__), values, modules, functions, cells, func.__defaults__)
+
+
+def floor_dumps(obj: Any, buffer_callback: Any = None) -> bytes:
+    """The floor pickle of a function or a list of functions."""
+    if type(obj) is FunctionType:
+        payload: Any = (False, _floor_parts(obj, set()))
+    elif type(obj) is list and all(type(f) is FunctionType for f in obj):
+        payload = (True, [_floor_parts(f, set()) for f in obj])
+    else:
+        raise TypeError("the marshal floor only measures functions")
+    return pickle.dumps(payload, PROTOCOL, buffer_callback=buffer_callback)
+
+
+def _floor_function(parts: tuple) -> FunctionType:
+    code, values, modules, functions, cells, defaults = parts
+    g: Dict[str, Any] = {"__builtins__": builtins}
+    g.update(values)
+    for name, module in modules.items():
+        g[name] = sys.modules.get(module) or importlib.import_module(module)
+    for name, sub in functions.items():
+        g[name] = _floor_function(sub)
+    closure = None if cells is None else tuple([CellType(v) for v in cells])
+    return FunctionType(marshal.loads(code), g, None, defaults, closure)
+
+
+def floor_loads(data: bytes, buffers: Any = None) -> Any:
+    """Functions back from :func:`floor_dumps` bytes."""
+    many, payload = pickle.loads(data, buffers=buffers)
+    if many:
+        return [_floor_function(p) for p in payload]
+    return _floor_function(payload)
+
+
+def _floor_target() -> Target:
+    return Target("marshal-floor", floor_dumps, floor_loads, "", "floor", functions_only=True,
+                  note="marshal.dumps(code) + pickle of the globals and cells it reads")
+
+
+# --------------------------------------------------------------------------------------------
+
+def resolve_targets(names: Optional[List[str]] = None) -> Tuple[List[Target], Dict[str, str]]:
+    """The targets among ``names`` (default: all) that can run here, and why the others can't.
+
+    Unknown names raise ValueError.
+    """
+    wanted = list(TARGET_NAMES if names is None else names)
+    unknown = [n for n in wanted if n not in TARGET_NAMES]
+    if unknown:
+        raise ValueError(f"unknown target(s) {', '.join(unknown)}; choose from "
+                         f"{', '.join(TARGET_NAMES)}")
+    found, missing = _fastfnpickle_targets()
+    found.append(Target("pickle", _stdlib_dumps, _pickle_loads,
+                        f"protocol {PROTOCOL}", "pickle", may_fail=True))
+    for name, make in (("cloudpickle", _cloudpickle_target), ("dill", _dill_target)):
+        if name in wanted:
+            try:
+                found.append(make())
+            except ImportError:
+                missing[name] = f"not installed (pip install {name})"
+    found.append(_floor_target())
+    by_name = {t.name: t for t in found}
+    return ([by_name[n] for n in TARGET_NAMES if n in wanted and n in by_name],
+            {n: why for n, why in missing.items() if n in wanted})
+
+
+def loads_for(loader: str) -> Callable[[bytes, Any], Any]:
+    """The ``loads(data, buffers)`` a fresh interpreter uses for a target's ``loader``."""
+    if loader == "pickle":
+        return _pickle_loads
+    if loader == "dill":
+        return _dill_target().loads
+    if loader == "floor":
+        return floor_loads
+    raise ValueError(f"unknown loader {loader!r}")
