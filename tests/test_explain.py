@@ -1,0 +1,244 @@
+"""``explain``: the tree of what a pickle holds by value and the bytes each part takes, for live
+objects and for pickle files read without executing them (the CLI)."""
+
+import io
+import json
+import os
+import pickle
+import subprocess
+import sys
+from typing import Any, Dict
+
+import pytest
+
+from conftest import Impl, load_in_subprocess, run_python
+from fastfnpickle._format import CODE_TAG
+from fastfnpickle.explain import Node, explain, explain_bytes, main
+
+P5 = 5
+
+
+def dynamic(src: str, **namespace: Any) -> Dict[str, Any]:
+    """Run ``src`` as a module nobody can import, so its functions pickle by value."""
+    g: Dict[str, Any] = {"__name__": "model_code"}
+    g.update(namespace)
+    exec(compile(src, "model_code.py", "exec"), g)
+    return g
+
+
+def child(node: Node, path: str) -> Node:
+    found = [c for c in node.children if c.path == path]
+    assert found, (path, [c.path for c in node.children])
+    return found[0]
+
+
+def assert_sorted(node: Node) -> None:
+    for n in node.walk():
+        sizes = [c.size for c in n.children]
+        assert sizes == sorted(sizes, reverse=True), n
+
+
+def test_closure_over_a_big_list(impl: Impl) -> None:
+    def make() -> Any:
+        data = list(range(20_000))
+        return lambda i: data[i]
+
+    f = make()
+    payload = impl.dumps(f)
+    result = explain_bytes(payload)
+    tree = result.tree
+    assert tree.kind == "function" and tree.path == "obj"  # a lambda has no usable name
+    assert tree.name.endswith("make.<locals>.<lambda>")
+    assert tree.module == __name__ and tree.line == make.__code__.co_firstlineno + 2
+    assert tree.size == len(payload) == result.total
+    cell = child(tree, "obj.__closure__[0].cell_contents")
+    assert cell.kind == "value" and cell.type == "list of 20000"
+    # The same bytes the list takes alone, give or take the header and framing.
+    alone = len(pickle.dumps(list(range(20_000)), P5))
+    assert abs(cell.size - alone) < 40
+    assert cell.size > 0.95 * tree.size
+    assert tree.children[0] is cell
+    assert_sorted(tree)
+    load_in_subprocess(payload, "assert obj(19_999) == 19_999", impl=impl)
+
+
+def test_class_with_a_big_class_attribute(impl: Impl) -> None:
+    class Lookup:
+        TABLE = bytes(range(256)) * 800
+        SMALL = 3
+
+        def get(self, i: int) -> int:
+            return self.TABLE[i]
+
+    payload = impl.dumps(Lookup)
+    tree = explain_bytes(payload).tree
+    assert tree.kind == "class" and tree.path == "Lookup" and tree.module == __name__
+    table = child(tree, "Lookup.TABLE")
+    assert table.type == "bytes of 204800"
+    assert 204_800 < table.size < 204_800 + 20
+    method = child(tree, "Lookup.get")
+    assert method.kind == "function" and method.name.endswith("Lookup.get")
+    assert child(tree, "Lookup.SMALL").size < 10
+    assert tree.children[0] is table
+    load_in_subprocess(payload, "assert obj().get(257) == 1", impl=impl)
+
+
+def test_function_with_a_big_default(impl: Impl) -> None:
+    def lookup(i: int, table: Any = tuple(str(i) for i in range(10_000))) -> str:
+        return table[i]
+
+    payload = impl.dumps({"fn": lookup, "n": 1})
+    result = explain_bytes(payload)
+    fn = child(result.tree, "obj['fn']")
+    assert fn.kind == "function" and fn.name.endswith("lookup")
+    default = child(fn, "obj['fn'].__defaults__[0]")
+    assert default.type == "tuple of 10000"
+    assert default.size > 0.9 * result.total
+    assert sum(c.size for c in fn.children) <= fn.size
+    load_in_subprocess(payload, "assert obj['fn'](42) == '42'", impl=impl)
+
+
+def test_captured_global_share_references_and_memo(impl: Impl) -> None:
+    import posixpath
+
+    ns = dynamic(
+        "import os\n"
+        "from os.path import join\n"
+        "def helper(x):\n    return join(x, 'y')\n"
+        "def predict(x):\n    return helper(os.fspath(x)), len(training_df)\n",
+        training_df=[float(i) for i in range(30_000)])
+    payload = impl.dumps([ns["predict"], ns["helper"]])
+    result = explain_bytes(payload)
+    predict = child(result.tree, "obj[0]")
+    assert predict.name == "predict" and predict.module == "model_code"
+    assert predict.file == "model_code.py" and predict.line == 5
+    assert sorted(predict.globals or []) == ["helper", "os", "training_df"]
+    big = predict.children[0]
+    assert big.path == "obj[0].__globals__['training_df']"
+    assert big.size / result.total > 0.95
+    os_ref = child(predict, "obj[0].__globals__['os']")
+    assert (os_ref.kind, os_ref.name) == ("reference", "os")
+    helper = child(predict, "obj[0].__globals__['helper']")
+    join_ref = child(helper, "obj[0].__globals__['helper'].__globals__['join']")
+    assert (join_ref.kind, join_ref.name) == ("reference", f"{posixpath.__name__}.join")
+    again = child(result.tree, "obj[1]")  # written once, referenced through the memo
+    assert again.kind == "function" and again.shared and again.size < 10
+    assert [f.path for f in result.functions()] == ["obj[0]", "obj[0].__globals__['helper']"]
+    assert "os" in result.references
+    load_in_subprocess(payload, "assert obj[0]('a')[0] == 'a/y' and obj[1] is not None",
+                       impl=impl)
+
+
+def test_explain_prints_and_returns(capsys: Any) -> None:
+    ns = dynamic("def predict(x):\n    return len(training_df)\n",
+                 training_df=list(range(5000)))
+    result = explain(ns["predict"])
+    out = capsys.readouterr().out
+    assert out.strip() == str(result)
+    lines = out.splitlines()
+    assert lines[1].startswith("predict  function model_code.predict  (model_code.py:1)")
+    assert "predict.__globals__['training_df']  list of 5000" in out
+    assert "%" in lines[2]
+    buf = io.StringIO()
+    assert explain(ns["predict"], file=buf).total == result.total and buf.getvalue()
+    assert explain(ns["predict"], quiet=True) is not None
+    assert capsys.readouterr().out == ""
+    data = json.loads(result.to_json())
+    assert data["functions"][0]["globals"] == ["training_df"]
+    assert data["tree"]["children"][0]["percent"] > 90
+
+
+def test_function_from_another_version_is_shown_without_decoding(impl: Impl) -> None:
+    ns = dynamic("def scale(x):\n    return x * FACTOR\n", FACTOR=3)
+    data = impl.dumps(ns["scale"])
+    tag = CODE_TAG.encode()
+    major, minor = sys.version_info[:2]
+    other = next(t for t in (f"{major}.{minor - 1}", f"{major}.{minor + 1}")
+                 if len(t) == len(CODE_TAG))
+    data = data.replace(b"\x8c" + bytes([len(tag)]) + tag,
+                        b"\x8c" + bytes([len(tag)]) + other.encode())
+    tree = explain_bytes(data).tree
+    assert tree.kind == "function" and tree.code_tag == other and tree.file is None
+    assert tree.module == "model_code" and tree.globals == ["FACTOR"]
+    assert f"code for Python {other}, not decoded" in str(explain_bytes(data))
+
+
+# --------------------------------------------------------------------------------------------
+# The command line
+
+MAKER = """
+import sys, fastfnpickle
+
+class Evil:
+    def __reduce__(self):
+        # Loading this pickle would create the marker file: explain must not.
+        return (open, (sys.argv[2], "w"))
+
+training_df = [str(i) for i in range(20000)]
+
+def helper(x):
+    return x + 1
+
+def predict(x, evil=Evil()):
+    return helper(x), len(training_df)
+
+with open(sys.argv[1], "wb") as f:
+    f.write(fastfnpickle.dumps(predict))
+"""
+
+
+def test_cli_on_a_file_made_in_a_subprocess(impl: Impl, tmp_path: Any, capsys: Any) -> None:
+    path, marker = tmp_path / "predict.pkl", tmp_path / "executed"
+    run_python(MAKER, env=impl.env(), args=(str(path), str(marker)))
+    assert main([str(path)]) == 0
+    out = capsys.readouterr().out
+    assert not marker.exists()
+    assert "predict  function __main__.predict  (<string>:14)" in out
+    assert "predict.__globals__['training_df']  list of 20000" in out
+    assert "predict.__globals__['helper']  function __main__.helper  (<string>:11)" in out
+    opener = f"{open.__module__}.open"  # io.open, or _io.open from 3.12 on
+    assert f"predict.__defaults__[0]  {opener}(...)" in out  # shown, never called
+    assert f"loading imports: {opener}" in out
+    assert main(["--json", str(path)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert not marker.exists()
+    assert [f["name"] for f in data["functions"]] == ["predict", "helper"]
+    predict = data["functions"][0]
+    assert predict["globals"] == ["helper", "training_df"] and predict["line"] == 14
+    assert data["tree"]["children"][0]["path"] == "predict.__globals__['training_df']"
+    assert data["total_size"] == os.path.getsize(path)
+    # The entry point, as a user runs it.
+    proc = subprocess.run([sys.executable, "-m", "fastfnpickle", "explain", "--json", str(path)],
+                          capture_output=True, env=impl.env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == data
+    assert not marker.exists()
+
+
+def test_cli_object_mode(tmp_path: Any, monkeypatch: Any, capsys: Any) -> None:
+    (tmp_path / "explain_target_mod.py").write_text(
+        "BIG = list(range(3000))\n"
+        "def make():\n    big = BIG\n    return lambda: len(big)\n"
+        "handler = make()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["--object", "explain_target_mod:handler"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("explain_target_mod:handler: ")
+    assert "obj.__closure__[0].cell_contents  list of 3000" in out
+    assert main(["--object", "explain_target_mod:make", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["tree"]["kind"] == "reference" and data["functions"] == []
+
+
+def test_cli_errors(tmp_path: Any, capsys: Any) -> None:
+    bad = tmp_path / "bad.pkl"
+    bad.write_bytes(b"\x80\x05not a pickle")
+    assert main([str(bad)]) == 1
+    assert "explain:" in capsys.readouterr().err
+    truncated = tmp_path / "cut.pkl"
+    truncated.write_bytes(pickle.dumps([1, 2, 3])[:-3])
+    assert main([str(truncated)]) == 1
+    assert main([str(tmp_path / "missing.pkl")]) == 1
+    assert main(["--object", "no_such_module_xyz:f"]) == 1
+    with pytest.raises(SystemExit):
+        main([])
