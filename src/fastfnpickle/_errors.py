@@ -57,7 +57,8 @@ def note_failure(exc: BaseException, root: Any, pickler_class: type, protocol: i
 
 
 def add_note(exc: BaseException, text: str) -> None:
-    """``exc.add_note(text)``; on 3.9/3.10, ``__notes__`` plus the message, which tracebacks show."""
+    """``exc.add_note(text)``; on 3.9/3.10, ``__notes__`` plus the message, which is what
+    tracebacks there print (they know nothing of notes)."""
     notes = getattr(exc, "__notes__", None)
     if isinstance(notes, list) and text in notes:
         return
