@@ -1,6 +1,7 @@
 """Errors that say where: the path note on pickling failures, hints for known unpicklable
 kinds, deep nesting, and the version check when loading a function from another Python."""
 
+import gc
 import io
 import pickle
 import socket
@@ -249,6 +250,7 @@ def test_note_failure_never_raises() -> None:
     for pickler_class in (int, object, type(None)):  # not picklers at all
         _errors.note_failure(exc, {"x": Hostile()}, pickler_class, 5)
     assert str(exc).splitlines()[0] == "original"
+    assert gc.isenabled()  # the search pauses the collector and must restore it
 
 
 def test_traceback_shows_the_note(impl: Impl) -> None:

@@ -10,6 +10,7 @@ Nothing here may raise: a bug in the diagnosis must never mask the user's error.
 """
 
 import copyreg
+import gc
 import io
 import keyword
 import sys
@@ -18,9 +19,33 @@ import types
 from types import CellType, FunctionType, GetSetDescriptorType, MemberDescriptorType, ModuleType
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-# A path step: the expression so far is written between ``prefix`` and ``suffix``.
+# A path step: the expression so far is written between ``prefix`` and ``suffix``. Containers
+# with many items give a _ItemStep instead, which makes that text only if the step is used.
 Step = Tuple[str, str]
-Child = Tuple[Step, Any]
+Child = Tuple[Any, Any]
+
+
+class _ItemStep:
+    """``[key]`` (or a positional form when the key has no literal) made on demand."""
+
+    __slots__ = ("key", "index", "is_key")
+
+    def __init__(self, key: Any, index: int, is_key: bool = False) -> None:
+        self.key = key
+        self.index = index
+        self.is_key = is_key
+
+    def pair(self) -> Step:
+        if self.is_key:
+            return ("list(", f")[{self.index}]")
+        lit = literal(self.key)
+        if lit is not None:
+            return ("", f"[{lit}]")
+        return ("list(", f".values())[{self.index}]")
+
+
+def _pair(step: Any) -> Step:
+    return step if type(step) is tuple else step.pair()
 
 # Objects the pickler writes itself, which never fail and hold nothing that could.
 ATOMIC = frozenset({
@@ -47,12 +72,18 @@ def note_failure(exc: BaseException, root: Any, pickler_class: type, protocol: i
     if getattr(_ACTIVE, "busy", False):
         return  # a trial pickle of the search itself failed: nothing to annotate
     _ACTIVE.busy = True
+    # The search allocates an object per child: on a big graph the cyclic collector would
+    # otherwise rescan the whole heap again and again, tripling the time it takes.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         for note in _diagnose(exc, root, pickler_class, protocol):
             add_note(exc, note)
     except Exception:
         pass  # the diagnosis is best effort; the original error must surface untouched
     finally:
+        if collecting:
+            gc.enable()
         _ACTIVE.busy = False
 
 
@@ -111,10 +142,10 @@ def _is_recursion(exc: BaseException) -> bool:
     return False
 
 
-def _locate(root: Any, trial: "_Trials") -> Tuple[List[Step], Any, bool]:
+def _locate(root: Any, trial: "_Trials") -> Tuple[List[Any], Any, bool]:
     """Follow failing children from ``root`` down; ``found`` is False when the object graph
     pickles fine on its own (the failure came from the file, a buffer callback...)."""
-    path: List[Step] = []
+    path: List[Any] = []
     node = root
     trial.ancestors[id(root)] = root
     while len(path) < MAX_PATH and trial.left > 0:
@@ -161,7 +192,7 @@ def _first_failing(kids: List[Child], trial: "_Trials") -> Optional[int]:
     return lo
 
 
-def _deepest_chain(root: Any, trial: "_Trials") -> List[Step]:
+def _deepest_chain(root: Any, trial: "_Trials") -> List[Any]:
     """The longest chain of nested children found by an iterative depth-first walk."""
     limit = max(sys.getrecursionlimit(), 1000) * 2
     best: Tuple[int, Any] = (0, None)  # (depth, linked path)
@@ -183,7 +214,7 @@ def _deepest_chain(root: Any, trial: "_Trials") -> List[Step]:
             seen.add(id(child))
             keep.append(child)
             stack.append((child, depth + 1, (step, link)))
-    steps: List[Step] = []
+    steps: List[Any] = []
     link = best[1]
     while link is not None:
         steps.append(link[0])
@@ -292,7 +323,8 @@ def _children(obj: Any, pickler: Any, protocol: int) -> Iterator[Child]:
         return
     if t is list or t is tuple:
         for i, v in enumerate(obj[:MAX_CHILDREN]):
-            yield ("", f"[{i}]"), v
+            if type(v) not in ATOMIC:
+                yield _ItemStep(i, i), v
         return
     if t is set or t is frozenset:
         for i, v in enumerate(obj):
@@ -331,16 +363,15 @@ def _children(obj: Any, pickler: Any, protocol: int) -> Iterator[Child]:
 
 
 def _dict_items(d: Dict[Any, Any]) -> Iterator[Child]:
-    for i, (k, v) in enumerate(d.items()):
+    i = 0
+    for k, v in d.items():
         if i >= MAX_CHILDREN:
             break
         if type(k) not in ATOMIC:
-            yield ("list(", f")[{i}]"), k
-        lit = literal(k)
-        if lit is not None:
-            yield ("", f"[{lit}]"), v
-        else:
-            yield ("list(", f".values())[{i}]"), v
+            yield _ItemStep(k, i, True), k
+        if type(v) not in ATOMIC:
+            yield _ItemStep(k, i), v
+        i += 1
 
 
 def _attr_step(owner: Any, name: str, value: Any) -> Step:
@@ -541,10 +572,11 @@ def literal(key: Any) -> Optional[str]:
     return text if len(text) <= 80 else None
 
 
-def render_path(root: str, steps: List[Step]) -> str:
+def render_path(root: str, steps: List[Any]) -> str:
     """The Python expression that follows ``steps`` from the name ``root``."""
     expr = root
-    for prefix, suffix in steps:
+    for step in steps:
+        prefix, suffix = _pair(step)
         expr = prefix + expr + suffix
     return expr
 
