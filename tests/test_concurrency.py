@@ -33,6 +33,11 @@ def make_closure(k):
 def make_class(k):
     class Thing:
         tag = k
+        # Many attributes ahead of the methods: a longer window for a thread that gets the
+        # class back from the registry before another thread finished filling it in.
+        for _i in range(40):
+            locals()["a%d" % _i] = _i
+        del _i
         def __init__(self, v):
             self.v = v
         def get(self):
@@ -122,7 +127,11 @@ else:
         th.start()
     for th in threads:
         th.join()
-sys.stdout.buffer.write(pickle.dumps((results, errors), protocol=4))
+extra = []
+if MODE == "single":
+    dumps_fast(distinct(0))  # warm up, as the threads did
+    extra = [dumps_fast(distinct(t)) for t in range(THREADS, 5 * THREADS)]
+sys.stdout.buffer.write(pickle.dumps((results, errors, extra), protocol=4))
 """
 
 LOAD_ALL = OBJECTS.split("def make_closure")[0] + r"""
@@ -177,9 +186,9 @@ def _pickle_run(impl: Any, mode: str) -> Any:
 
 
 def test_eight_threads_produce_single_thread_bytes(impl: Any) -> None:
-    single, single_errors = _pickle_run(impl, "single")
+    single, single_errors, _ = _pickle_run(impl, "single")
     assert not single_errors, "\n".join(single_errors)
-    threaded, thread_errors = _pickle_run(impl, "threads")
+    threaded, thread_errors, _ = _pickle_run(impl, "threads")
     assert not thread_errors, "\n".join(thread_errors)
     assert sorted(threaded) == list(range(THREADS))
     for t in range(THREADS):
@@ -193,9 +202,10 @@ def test_eight_threads_produce_single_thread_bytes(impl: Any) -> None:
 
 
 def test_eight_threads_loading_the_same_new_class_get_one_complete_class(impl: Any) -> None:
-    single, errors = _pickle_run(impl, "single")
+    single, errors, extra = _pickle_run(impl, "single")
     assert not errors
     payloads = [(f"thread-{t}-objects", single[t][2]) for t in range(THREADS)]
+    payloads += [(f"extra-{i}-objects", data) for i, data in enumerate(extra)]
     out = run_python(LOAD_ALL, _dumps_payloads(payloads), env=impl.env())
     assert out.strip() == "ok", out
 
