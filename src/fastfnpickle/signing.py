@@ -19,7 +19,6 @@ the key; buffers are length-prefixed so their boundaries cannot be shifted eithe
 
 import hashlib
 import hmac
-import io
 import pickle
 import struct
 from pickle import PickleBuffer, UnpicklingError
@@ -145,11 +144,10 @@ class _BufferRecorder:
 
 def _pickle(obj: Any, protocol: Optional[int],
             buffer_callback: Optional[Callable[[PickleBuffer], Any]]) -> "tuple[bytes, list]":
-    recorder = _BufferRecorder(buffer_callback) if buffer_callback is not None else None
-    with io.BytesIO() as f:
-        _core.Pickler(f, protocol, buffer_callback=recorder).dump(obj)
-        data = f.getvalue()
-    return data, (recorder.buffers if recorder is not None else [])
+    if buffer_callback is None:
+        return _core.dumps(obj, protocol), []
+    recorder = _BufferRecorder(buffer_callback)
+    return _core.dumps(obj, protocol, recorder), recorder.buffers
 
 
 def dumps(obj: Any, key: bytes, protocol: Optional[int] = None,
