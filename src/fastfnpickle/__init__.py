@@ -10,7 +10,8 @@ from pickle import HIGHEST_PROTOCOL, PicklingError, Unpickler, UnpicklingError, 
 from typing import Any, Callable, Optional
 
 from . import _rebuild  # noqa: F401  (binds the stable reconstructor names first)
-from ._impl import IMPLEMENTATION, core as _core
+from ._impl import IMPLEMENTATION, core as _active_core
+from .explain import explain
 from ._modules import (
     list_registry_pickle_by_value,
     register_pickle_by_value,
@@ -19,7 +20,7 @@ from ._modules import (
 from ._version import __version__
 
 DEFAULT_PROTOCOL: int = pickle.HIGHEST_PROTOCOL
-Pickler = _core.Pickler
+Pickler = _active_core.Pickler
 
 
 def dump(obj: Any, file: Any, protocol: Optional[int] = None,
@@ -32,11 +33,11 @@ def dumps(obj: Any, protocol: Optional[int] = None,
           buffer_callback: Optional[Callable[[pickle.PickleBuffer], Any]] = None) -> bytes:
     """The pickle of ``obj`` as bytes; functions and classes the stdlib cannot find by name
     are pickled by value."""
-    return _core.dumps(obj, protocol, buffer_callback)
+    return _active_core.dumps(obj, protocol, buffer_callback)
 
 
 __all__ = [
     "DEFAULT_PROTOCOL", "HIGHEST_PROTOCOL", "IMPLEMENTATION", "Pickler", "PicklingError",
-    "Unpickler", "UnpicklingError", "__version__", "dump", "dumps", "list_registry_pickle_by_value",
+    "Unpickler", "UnpicklingError", "__version__", "dump", "dumps", "explain", "list_registry_pickle_by_value",
     "load", "loads", "register_pickle_by_value", "unregister_pickle_by_value",
 ]

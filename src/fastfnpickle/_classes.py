@@ -15,7 +15,7 @@ import types
 import typing
 import weakref
 from types import GetSetDescriptorType, MemberDescriptorType
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 from . import _rebuild
 
@@ -60,8 +60,9 @@ del _name, _obj
 _DYNAMIC_MODULES = frozenset({"__main__", "__mp_main__"})
 
 
-def by_reference(obj: Any, qualname: Any) -> bool:
-    """Whether ``obj`` (a class or TypeVar) is importable as ``obj.__module__`` + ``qualname``."""
+def by_reference(obj: Any, qualname: Any, registered: FrozenSet[str]) -> bool:
+    """Whether ``obj`` (a class or TypeVar) is importable as ``obj.__module__`` + ``qualname``
+    and its module is not in ``registered`` (the by-value registry as the pickle started)."""
     from . import _modules
 
     module_name = getattr(obj, "__module__", None)
@@ -69,7 +70,8 @@ def by_reference(obj: Any, qualname: Any) -> bool:
         return True
     if module_name in _DYNAMIC_MODULES:
         return False
-    if type(module_name) is str and _modules.BY_VALUE and _modules.is_by_value_name(module_name):
+    if type(module_name) is str and registered and _modules.is_by_value_name(module_name,
+                                                                             registered):
         return False
     return _found_by_name(module_name, qualname, obj)
 
@@ -97,7 +99,8 @@ def _content_digest(cls: type) -> str:
         ",".join(f"{b.__module__}.{b.__qualname__}" for b in cls.__bases__),
     ]
     for key, value in cls.__dict__.items():
-        parts.append(f"{key}={_digest_part(value)}")
+        if key != "__slotnames__":
+            parts.append(f"{key}={_digest_part(value)}")
     return hashlib.blake2b("\n".join(parts).encode("utf-8", "backslashreplace"),
                            digest_size=12).hexdigest()
 
@@ -126,6 +129,7 @@ def class_id(cls: type) -> str:
 _SKIP = frozenset({
     "__dict__", "__weakref__", "_abc_impl", "__module__", "__qualname__", "__slots__",
     "__orig_bases__",
+    "__slotnames__",  # copyreg's cache, added to the class the first time an instance pickles
 })
 _ENUM_SKIP = frozenset({
     "_member_names_", "_member_map_", "_value2member_map_", "_unhashable_values_",
@@ -158,7 +162,7 @@ def reduce_class(pickler: Any, cls: type) -> Any:
     special = _SPECIAL_TYPES.get(cls)
     if special is not None:
         return special
-    if by_reference(cls, cls.__qualname__):
+    if by_reference(cls, cls.__qualname__, pickler._by_value):
         return NotImplemented
     return _reduce_by_value(pickler, cls)
 
@@ -207,15 +211,46 @@ def make_class(metaclass: type, name: str, bases: tuple, skeleton: Dict[str, Any
             for key, value in skeleton.items():  # item by item: enum namespaces hook __setitem__
                 ns[key] = value
 
-        try:
-            cls = types.new_class(name, bases, {"metaclass": metaclass}, body)
-        except TypeError:
-            # Metaclasses that refuse their own classes' bases (TypedDict's) are bypassed.
-            cls = type.__new__(metaclass, name, bases, dict(skeleton))
+        cls = None
+        if metaclass is type and _has_subclass_hook(bases):
+            cls = _without_subclass_hook(name, bases, skeleton)
+        if cls is None:
+            try:
+                cls = types.new_class(name, bases, {"metaclass": metaclass}, body)
+            except TypeError:
+                # Metaclasses that refuse their own classes' bases (TypedDict's) are bypassed.
+                cls = type.__new__(metaclass, name, bases, dict(skeleton))
         _FRESH.add(cls)
         _ID_BY_CLASS[cls] = cid
         _CLASS_BY_ID[cid] = cls
         return cls
+
+
+def _has_subclass_hook(bases: tuple) -> bool:
+    for base in bases:
+        for klass in base.__mro__:
+            if klass is not object and "__init_subclass__" in klass.__dict__:
+                return True
+    return False
+
+
+class _HookFree:
+    """A plain base with object's ``__init_subclass__``, to be swapped for the real bases."""
+
+
+def _without_subclass_hook(name: str, bases: tuple, skeleton: Dict[str, Any]) -> Optional[type]:
+    """Rebuild a class without re-running its bases' ``__init_subclass__``.
+
+    The hook already ran when the class was defined, with keywords that are not recorded
+    anywhere, and what it did to the class is in the pickled state. Made on a hook-free base
+    and then rebased; None when the bases' layout does not allow that.
+    """
+    cls = type(name, (_HookFree,), dict(skeleton))
+    try:
+        cls.__bases__ = bases
+    except TypeError:
+        return None
+    return cls
 
 
 def set_class_state(cls: type, state: tuple) -> type:
@@ -246,7 +281,7 @@ _TYPEVAR_KINDS = tuple(
 
 
 def reduce_typevar(pickler: Any, tv: Any) -> Any:
-    if by_reference(tv, tv.__name__):
+    if by_reference(tv, tv.__name__, pickler._by_value):
         return NotImplemented
     kind = type(tv)
     constraints = getattr(tv, "__constraints__", ())

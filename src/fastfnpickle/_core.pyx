@@ -230,13 +230,13 @@ cdef object reduce_code(object pickler, object code):
 # --------------------------------------------------------------------------------------------
 # Functions
 
-cdef bint _is_by_reference(object func, object qualname) except -1:
+cdef bint _is_by_reference(object func, object qualname, object registered) except -1:
     module_name = _field((<PyFunctionObject*>func).func_module)
     if type(module_name) is not str or module_name in _DYNAMIC_MODULES:
         return False
     if type(qualname) is not str or "<locals>" in qualname:
         return False
-    if _modules.BY_VALUE and _modules.is_by_value_name(module_name):
+    if registered and _modules.is_by_value_name(module_name, registered):
         return False
     cdef PyObject* module = PyDict_GetItem(_sys_modules, module_name)
     if module is NULL:
@@ -282,7 +282,7 @@ cdef object reduce_function(object pickler, object func):
         _bind_rebuild()
     cdef PyFunctionObject* f = <PyFunctionObject*>func
     qualname = _field(f.func_qualname)
-    if func in _OWN_FUNCTIONS or _is_by_reference(func, qualname):
+    if func in _OWN_FUNCTIONS or _is_by_reference(func, qualname, pickler._by_value):
         return NotImplemented
     code = <object>f.func_code
     cdef CodeInfo info = code_info(code)
@@ -364,7 +364,10 @@ cdef tuple _closure_parts(object pickler, object func, tuple closure):
         else:
             if shared is None:
                 shared = [None] * len(closure)
-            shared[i] = CellRef((<tuple>owner)[0], (<tuple>owner)[1])
+            if type(<object>owner) is tuple:
+                shared[i] = CellRef((<tuple>owner)[0], (<tuple>owner)[1])
+            else:
+                shared[i] = <object>owner
         try:
             values.append(_stable(pickler, cell.cell_contents))
         except ValueError:
@@ -410,9 +413,11 @@ cdef object reduce_stable_set(object pickler, object wrapper):
 
 
 cdef object reduce_cell(object pickler, object cell):
-    cdef PyObject* owner = PyDict_GetItem(pickler._closure_cells, id(cell))
+    cdef dict seen = pickler._closure_cells
+    cdef PyObject* owner = PyDict_GetItem(seen, id(cell))
     if owner is not NULL:
         return (_rebuild.closure_cell, <object>owner)
+    seen[id(cell)] = cell
     try:
         value = cell.cell_contents
     except ValueError:
@@ -444,6 +449,7 @@ class Pickler(pickle.Pickler):
         self._protocol = DEFAULT_PROTOCOL if protocol < 0 else protocol
         self._tokens = {}
         self._closure_cells = {}
+        self._by_value = _modules.BY_VALUE
 
     def reducer_override(self, obj):
         # Ordered by frequency; "not ours" (any plain instance) must fall through cheaply.
@@ -498,6 +504,7 @@ cdef object _C_CLEAR_MEMO = pickle.Pickler.clear_memo
 
 
 cdef _dump(object pickler, object obj):
+    pickler._by_value = _modules.BY_VALUE
     try:
         _C_DUMP(pickler, obj)
     except RecursionError as exc:

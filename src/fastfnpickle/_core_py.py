@@ -13,7 +13,7 @@ import threading
 import weakref
 from pickle import PicklingError
 from types import CellType, CodeType, FunctionType, ModuleType
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 from . import _bytecode as B
 from . import _classes, _errors, _modules, _rebuild, _reducers
@@ -181,7 +181,7 @@ def reduce_code(pickler: "Pickler", code: CodeType) -> tuple:
 # --------------------------------------------------------------------------------------------
 # Functions
 
-def _is_by_reference(func: FunctionType) -> bool:
+def _is_by_reference(func: FunctionType, registered: FrozenSet[str]) -> bool:
     """Whether ``func`` can be found by ``module.qualname`` import on the loading side."""
     module_name = func.__module__
     if type(module_name) is not str or module_name in _DYNAMIC_MODULES:
@@ -189,7 +189,7 @@ def _is_by_reference(func: FunctionType) -> bool:
     qualname = func.__qualname__
     if type(qualname) is not str or "<locals>" in qualname:
         return False
-    if _modules.BY_VALUE and _modules.is_by_value_name(module_name):
+    if registered and _modules.is_by_value_name(module_name, registered):
         return False
     module = sys.modules.get(module_name)
     if module is None:
@@ -233,7 +233,7 @@ def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
     arguments hold nothing of the user's, so the function is created and memoized before any
     captured value is pickled, and cycles through globals or cells resolve through the memo.
     """
-    if func in _rebuild.OWN_FUNCTIONS or _is_by_reference(func):
+    if func in _rebuild.OWN_FUNCTIONS or _is_by_reference(func, pickler._by_value):
         return NotImplemented
     code = func.__code__
     info = code_info(code)
@@ -295,7 +295,8 @@ def _closure_parts(pickler: "Pickler", func: FunctionType, closure: tuple) -> tu
         else:
             if shared is None:
                 shared = [None] * len(closure)
-            shared[i] = CellRef(owner[0], owner[1])
+            # A cell of an earlier function, or a cell pickled on its own earlier.
+            shared[i] = CellRef(owner[0], owner[1]) if type(owner) is tuple else owner
         try:
             values.append(pickler._stable(cell.cell_contents))
         except ValueError:  # empty cell
@@ -353,10 +354,16 @@ def reduce_stable_set(pickler: "Pickler", wrapper: StableSet) -> tuple:
 
 
 def reduce_cell(pickler: "Pickler", cell: CellType) -> tuple:
-    """A standalone cell; one already made as part of a closure is referenced there."""
+    """A standalone cell; one already made as part of a closure is referenced there.
+
+    ``_closure_cells`` maps id(cell) to ``(func, index)`` for cells made by a function's
+    rebuild, or to the cell itself for cells pickled on their own.
+    """
     owner = pickler._closure_cells.get(id(cell))
     if owner is not None:
         return (_rebuild.closure_cell, owner)
+    # Functions pickled later that close over this cell share it.
+    pickler._closure_cells[id(cell)] = cell
     try:
         value = cell.cell_contents
     except ValueError:
@@ -394,6 +401,8 @@ class Pickler(pickle.Pickler):
         # an id cannot be reused while the memo may still refer to it.
         self._tokens: Dict[int, Any] = {}
         self._closure_cells: Dict[int, Tuple[FunctionType, int]] = {}
+        # The by-value registry as this dump started: one pickle never mixes two registries.
+        self._by_value: FrozenSet[str] = _modules.BY_VALUE
 
     def reducer_override(self, obj: Any) -> Any:
         t = type(obj)
@@ -452,6 +461,7 @@ _C_CLEAR_MEMO = pickle.Pickler.clear_memo
 
 
 def _dump(pickler: Pickler, obj: Any) -> None:
+    pickler._by_value = _modules.BY_VALUE
     try:
         _C_DUMP(pickler, obj)
     except RecursionError as exc:

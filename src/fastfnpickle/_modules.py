@@ -50,9 +50,9 @@ def list_registry_pickle_by_value() -> List[str]:
     return sorted(BY_VALUE)
 
 
-def is_by_value_name(module_name: str) -> bool:
-    """Whether ``module_name`` is registered, or is a submodule of a registered module."""
-    registered = BY_VALUE
+def is_by_value_name(module_name: str, registered: FrozenSet[str]) -> bool:
+    """Whether ``module_name`` is in ``registered`` (a snapshot of :data:`BY_VALUE`), or is a
+    submodule of a module in it."""
     if module_name in registered:
         return True
     dot = module_name.rfind(".")
@@ -71,7 +71,7 @@ def reduce_module(pickler: Any, module: ModuleType) -> tuple:
     """Importable modules by reference; dynamic or registered ones by value."""
     name = module.__name__
     if (type(name) is str and sys.modules.get(name) is module
-            and not (BY_VALUE and is_by_value_name(name))):
+            and not (pickler._by_value and is_by_value_name(name, pickler._by_value))):
         return (_rebuild.import_module, (name,))
     state = {k: v for k, v in vars(module).items() if k not in _NOT_STATE}
     return (_rebuild.make_module, (name,), state, None, None, _rebuild.set_module_state)

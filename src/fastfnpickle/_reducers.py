@@ -4,6 +4,7 @@
 its hot path. A reducer returns a reduce tuple or NotImplemented (fall back to the stdlib).
 """
 
+import copyreg
 import dataclasses
 import functools
 import typing
@@ -19,16 +20,19 @@ def _mappingproxy(pickler: Any, obj: MappingProxyType) -> tuple:
     return (MappingProxyType, (dict(obj),))
 
 
-def _view(kind: str) -> Callable[[Any, Any], tuple]:
+def _view(kind: str, mapping_type: type) -> Callable[[Any, Any], tuple]:
     def reduce_view(pickler: Any, view: Any) -> tuple:
-        mapping = getattr(view, "mapping", None)  # 3.10+
-        if mapping is None:
-            if kind == "keys":
-                mapping = dict.fromkeys(view)
-            elif kind == "values":
-                mapping = dict(enumerate(view))
-            else:
-                mapping = dict(view)
+        # A view only exposes a read-only proxy of its dict (3.10+), so the view is rebuilt
+        # over a copy of the same type.
+        proxy = getattr(view, "mapping", None)
+        if proxy is not None:
+            mapping = mapping_type(proxy)
+        elif kind == "keys":
+            mapping = mapping_type.fromkeys(view)
+        elif kind == "values":
+            mapping = mapping_type(enumerate(view))
+        else:
+            mapping = mapping_type(view)
         return (_rebuild.dict_view, (mapping, kind))
     return reduce_view
 
@@ -57,6 +61,18 @@ def _descriptor(pickler: Any, obj: Any) -> tuple:
     return (getattr, (obj.__objclass__, obj.__name__))
 
 
+def _dataclass_field(pickler: Any, field: dataclasses.Field) -> tuple:
+    # As the stdlib would (slots state), with defaults such as frozensets written in a stable
+    # order: a Field sits one level below the class dict, out of the class reducer's reach.
+    state = {}
+    for name in type(field).__slots__:
+        try:
+            state[name] = pickler._stable(getattr(field, name))
+        except AttributeError:
+            pass
+    return (copyreg.__newobj__, (type(field),), (None, state))
+
+
 # Module-level singletons whose identity matters (``field._field_type is _FIELD``): by name.
 _SINGLETONS: Dict[int, tuple] = {}
 
@@ -76,11 +92,12 @@ DISPATCH: Dict[type, Callable[[Any, Any], Any]] = {
     functools.cached_property: _cached_property,
     GetSetDescriptorType: _descriptor,
     MemberDescriptorType: _descriptor,
+    dataclasses.Field: _dataclass_field,
 }
 
 for _kind in ("keys", "values", "items"):
-    DISPATCH[type(getattr({}, _kind)())] = _view(_kind)
-    DISPATCH[type(getattr(OrderedDict(), _kind)())] = _view(_kind)
+    DISPATCH[type(getattr({}, _kind)())] = _view(_kind, dict)
+    DISPATCH[type(getattr(OrderedDict(), _kind)())] = _view(_kind, OrderedDict)
 
 for _cls in (getattr(typing, n, None) for n in ("TypeVar", "ParamSpec", "TypeVarTuple")):
     if _cls is not None:
