@@ -298,3 +298,12 @@ def test_importing_changes_nothing():
         print("ok")
     """)
     assert out.strip() == "ok"
+
+
+def test_docs_embed_the_examples():
+    # The integration docs show the example scripts verbatim, so what users copy is what runs.
+    docs = (EXAMPLES.parent / "docs" / "integrations.md").read_text()
+    scripts = sorted(EXAMPLES.glob("*.py"))
+    assert len(scripts) == 5
+    for script in scripts:
+        assert script.read_text().rstrip("\n") in docs, script.name

@@ -13,7 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="torch not installed (pip install fastfnpickle[torch])")
 
-from conftest import run_python  # noqa: E402
+from conftest import PYTHON_IMPL, run_python  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -105,6 +105,8 @@ def test_dataloader_spawn_fails_without_the_line(tmp_path):
     assert line in source
     script = tmp_path / "without.py"
     script.write_text(source.replace(line, "pass"))
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=240)
+    env = PYTHON_IMPL.env()
+    env.pop("FASTFNPICKLE_NO_EXTENSIONS", None)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, env=env, timeout=240)
     assert proc.returncode != 0
     assert b"pickle" in proc.stderr and b"lambda" in proc.stderr, proc.stderr.decode()
