@@ -202,17 +202,31 @@ def _mp_pickler_class() -> type:
     return MultiprocessingPickler
 
 
-def _forking_dumps(cls: type, obj: Any, protocol: Optional[int] = None) -> memoryview:
-    if cls is not reduction.ForkingPickler:
-        # A subclass of ForkingPickler chose its own behaviour; leave it alone.
-        return _SAVED["dumps"].__get__(None, cls)(obj, protocol)
-    buf = io.BytesIO()
-    _SAVED["pickler"](buf, protocol).dump(obj)
-    return buf.getbuffer()
+def _switches(pickler: type, original_dumps: Any, original_prep: Any) -> Tuple[Any, Any, Any]:
+    """The replacements for ``ForkingPickler.dumps``, ``reduction.dump`` and
+    ``spawn.get_preparation_data``.
 
+    They hold what they need, so a call racing with :func:`disable_multiprocessing` still
+    completes.
+    """
 
-def _forking_dump(obj: Any, file: Any, protocol: Optional[int] = None) -> None:
-    _SAVED["pickler"](file, protocol).dump(obj)
+    def dumps(cls: type, obj: Any, protocol: Optional[int] = None) -> memoryview:
+        if cls is not reduction.ForkingPickler:
+            # A subclass of ForkingPickler chose its own behaviour; leave it alone.
+            return original_dumps.__get__(None, cls)(obj, protocol)
+        buf = io.BytesIO()
+        pickler(buf, protocol).dump(obj)
+        return buf.getbuffer()
+
+    def dump(obj: Any, file: Any, protocol: Optional[int] = None) -> None:
+        pickler(file, protocol).dump(obj)
+
+    def get_preparation_data(name: str) -> Dict[str, Any]:
+        data = original_prep(name)
+        data[_PREP_KEY] = _ChildSwitch()
+        return data
+
+    return classmethod(dumps), dump, get_preparation_data
 
 
 class _ChildSwitch:
@@ -226,12 +240,6 @@ class _ChildSwitch:
 def _enable_in_child() -> bool:
     enable_multiprocessing()
     return True
-
-
-def _preparation_data(name: str) -> Dict[str, Any]:
-    data = _SAVED["prep"](name)
-    data[_PREP_KEY] = _ChildSwitch()
-    return data
 
 
 def enable_multiprocessing() -> None:
@@ -250,17 +258,16 @@ def enable_multiprocessing() -> None:
     with _LOCK:
         if _SAVED:
             return
-        pickler = _mp_pickler_class()
         forking = reduction.ForkingPickler
-        _SAVED.update(
-            dumps=forking.__dict__["dumps"], dump=reduction.dump,
-            prep=spawn.get_preparation_data, pickler=pickler,
-        )
+        _SAVED.update(dumps=forking.__dict__["dumps"], dump=reduction.dump,
+                      prep=spawn.get_preparation_data)
+        new_dumps, new_dump, new_prep = _switches(_mp_pickler_class(), _SAVED["dumps"],
+                                                  _SAVED["prep"])
         # Patched in place (class attribute, module attributes): multiprocessing's modules hold
         # ForkingPickler itself and look dump/get_preparation_data up at call time.
-        forking.dumps = classmethod(_forking_dumps)  # type: ignore[method-assign, assignment]
-        reduction.dump = _forking_dump
-        spawn.get_preparation_data = _preparation_data
+        forking.dumps = new_dumps  # type: ignore[method-assign, assignment]
+        reduction.dump = new_dump
+        spawn.get_preparation_data = new_prep
 
 
 def disable_multiprocessing() -> None:
