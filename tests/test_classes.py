@@ -273,7 +273,8 @@ FEATURES: Dict[str, Tuple[Callable[[], Any], str]] = {
 
 
 def _run_check(check: str, loaded: Any) -> None:
-    exec(compile(textwrap.dedent(check), "<check>", "exec"), {"obj": loaded, "__name__": "__check__"})
+    exec(compile(textwrap.dedent(check), "<check>", "exec"),
+         {"obj": loaded, "__name__": "__check__"})
 
 
 @pytest.mark.parametrize("feature", sorted(FEATURES))
@@ -339,7 +340,8 @@ print(base64.b64encode(fastfnpickle.dumps([Impl(1), Base])).decode())
 
 
 def test_main_classes_across_two_pickles(impl) -> None:
-    first, second = (base64.b64decode(line) for line in run_python(MAIN_CLASSES, env=impl.env()).split())
+    out = run_python(MAIN_CLASSES, env=impl.env())
+    first, second = (base64.b64decode(line) for line in out.split())
     check = """
         Impl = pickle.loads(obj[0])
         inst, Base = pickle.loads(obj[1])

@@ -332,7 +332,8 @@ assert v.__name__ == "V" and obj["get"](None, 5) == 5
 
 
 def _run_check(check: str, loaded: Any) -> None:
-    exec(compile(textwrap.dedent(check), "<check>", "exec"), {"obj": loaded, "__name__": "__check__"})
+    exec(compile(textwrap.dedent(check), "<check>", "exec"),
+         {"obj": loaded, "__name__": "__check__"})
 
 
 @pytest.mark.parametrize("feature", sorted(FEATURES))
@@ -354,8 +355,10 @@ def test_all_features_in_fresh_interpreter(impl) -> None:
                 exec(textwrap.dedent(check), {"obj": payload[name], "__name__": "__main__"})
             except BaseException as exc:
                 import traceback
-                failures.append(f"feature {name}: " + "".join(traceback.format_exception_only(type(exc), exc))
-                                + "".join(traceback.format_tb(exc.__traceback__)[-1:]))
+                failures.append(
+                    f"feature {name}: "
+                    + "".join(traceback.format_exception_only(type(exc), exc))
+                    + "".join(traceback.format_tb(exc.__traceback__)[-1:]))
         assert not failures, "\\n".join(failures)
         print(len(checks))
     """, impl)
