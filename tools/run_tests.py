@@ -47,6 +47,7 @@ INTEGRATION_PACKAGES = [
 ]
 # Bump when the install recipe changes so existing venvs are rebuilt.
 RECIPE = 1
+MAX_LISTED = 25  # failing tests listed per interpreter in the summary
 NO_EXT = "FASTFNPICKLE_NO_EXTENSIONS"
 REQUIRE_EXT = "FASTFNPICKLE_REQUIRE_EXTENSIONS"
 TRUE_VALUES = frozenset({"1", "true", "yes", "on"})  # same rule as src/fastfnpickle/_env.py
@@ -205,6 +206,7 @@ class Result:
     stages: List[Tuple[str, float, str]] = field(default_factory=list)  # name, seconds, status
     counts: Dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         ("passed", "failed", "errors", "skipped"), 0))
+    failures: List[str] = field(default_factory=list)  # "pass name: test id"
 
     @property
     def ok(self) -> bool:
@@ -334,21 +336,23 @@ class Runner:
         report = os.path.join(self.logdir, f"junit-{name}.xml")
         if os.path.exists(report):
             os.remove(report)
-        cmd = [self.python, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-               f"--junitxml={report}", *selection, *self.args.pytest_args]
+        cmd = [self.python, "-m", "pytest", "-q", f"--junitxml={report}", *selection, *self.args.pytest_args]
         log(f"    $ {shlex.join(extra_env_repr(extra_env) + cmd[1:])}")
         rc = subprocess.run(cmd, cwd=ROOT, env=venv_env(self.venv, extra_env),
                             stdin=subprocess.DEVNULL).returncode
-        self._count(report)
+        self._count(report, name)
         if rc == 5:
             return "ok" if empty_ok else "FAILED (no tests ran)"
         return "ok" if rc == 0 else f"FAILED (pytest exit {rc})"
 
-    def _count(self, report: str) -> None:
+    def _count(self, report: str, name: str) -> None:
         try:
             root = ET.parse(report).getroot()
         except (OSError, ET.ParseError):
             return
+        for case in root.iter("testcase"):
+            if case.find("failure") is not None or case.find("error") is not None:
+                self.result.failures.append(f"{name}: {case.get('classname')}::{case.get('name')}")
         for suite in root.iter("testsuite"):
             tests = int(suite.get("tests", 0))
             failed, errors = int(suite.get("failures", 0)), int(suite.get("errors", 0))
@@ -359,8 +363,7 @@ class Runner:
             self.result.counts["skipped"] += skipped
 
     def bench_smoke(self) -> str:
-        cmd = [self.python, "-m", "pytest", "bench", "--benchmark-disable", "-q",
-               "-p", "no:cacheprovider"]
+        cmd = [self.python, "-m", "pytest", "bench", "--benchmark-disable", "-q"]
         log(f"    $ {shlex.join(['python'] + cmd[1:])}")
         rc = subprocess.run(cmd, cwd=ROOT, env=venv_env(self.venv),
                             stdin=subprocess.DEVNULL).returncode
@@ -460,6 +463,10 @@ def main(argv: Sequence[str]) -> int:
         log(f"  {res.interp.tag} {'PASS' if res.ok else 'FAIL'}  {res.interp}")
         for name, took, status in res.stages:
             log(f"      {name:<40} {took:7.1f}s  {status}")
+        for failure in res.failures[:MAX_LISTED]:
+            log(f"        failed {failure}")
+        if len(res.failures) > MAX_LISTED:
+            log(f"        ... and {len(res.failures) - MAX_LISTED} more")
         for key in totals:
             totals[key] += res.counts[key]
     failed_runs = [r.interp.tag for r in results if not r.ok]
