@@ -1,0 +1,188 @@
+"""``python -m fastfnpickle bench``: runs, checks pickles, and reports a well-formed result.
+
+Structure only: no timing is asserted (shared, noisy machines).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from typing import Any, Dict, List, Tuple
+
+import pytest
+
+from fastfnpickle import benchmark
+
+from conftest import PYTHON_IMPL
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _bench(args: List[str], cwd: str, extra_path: str = "") -> Tuple[int, str, str]:
+    env = PYTHON_IMPL.env()
+    env.pop("FASTFNPICKLE_NO_EXTENSIONS", None)
+    if extra_path:
+        env["PYTHONPATH"] = extra_path + os.pathsep + env["PYTHONPATH"]
+    proc = subprocess.run([sys.executable, "-m", "fastfnpickle", "bench", *args], cwd=cwd,
+                          capture_output=True, env=env, timeout=300)
+    return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+
+
+def _rows(result: Dict[str, Any], workload: str) -> Dict[str, Dict[str, Any]]:
+    return {r["target"]: r for r in result["results"] if r["workload"] == workload}
+
+
+def _assert_timing(timing: Any, repeats: int) -> None:
+    assert set(timing) >= {"median_s", "min_s", "samples_s", "number",
+                           "ratio_cloudpickle", "ratio_pickle"}
+    assert len(timing["samples_s"]) == repeats
+    assert 0 < timing["min_s"] <= timing["median_s"]
+    assert isinstance(timing["number"], int) and timing["number"] >= 1
+
+
+def test_quick_run_writes_json(tmp_path: Any) -> None:
+    out = tmp_path / "out.json"
+    code, stdout, stderr = _bench(["--quick", "--workloads", "lambda", "--json", str(out)],
+                                  cwd=str(tmp_path))
+    assert code == 0, stderr
+    result = json.loads(out.read_text())
+
+    assert result["schema"] == 1
+    meta = result["meta"]
+    assert meta["repeats"] == 3 and meta["protocol"] == 5 and meta["scale"] == 1.0
+    assert meta["python"] == sys.version.split()[0]
+    assert meta["command"] == "python -m fastfnpickle bench --quick --workloads lambda --json " \
+        + str(out)
+
+    targets = {t["name"]: t for t in result["targets"]}
+    assert set(targets) == set(benchmark.TARGET_NAMES)
+    assert targets["fastfnpickle-python"]["available"]
+    assert [w["name"] for w in result["workloads"]] == ["lambda"]
+    assert result["workloads"][0]["calls"] == 1
+
+    rows = _rows(result, "lambda")
+    available = {name for name, t in targets.items() if t["available"]}
+    assert set(rows) == available
+    for name in available - {"pickle"}:
+        row = rows[name]
+        assert row["status"] == "ok", row
+        assert row["size"] > 0 and row["oob_bytes"] == 0
+        for op in ("dumps", "loads"):
+            _assert_timing(row[op], 3)
+    # The stdlib cannot pickle a lambda from __main__: reported, not timed.
+    assert rows["pickle"]["status"] == "n/a" and rows["pickle"]["dumps"] is None
+    assert "lambda" in rows["pickle"]["note"]
+    ours = rows["fastfnpickle-python"]["dumps"]
+    assert ours["ratio_pickle"] is None
+    if targets["cloudpickle"]["available"]:
+        assert rows["cloudpickle"]["dumps"]["ratio_cloudpickle"] == 1.0
+        assert ours["ratio_cloudpickle"] == pytest.approx(
+            ours["median_s"] / rows["cloudpickle"]["dumps"]["median_s"])
+        assert rows["fastfnpickle-python"]["size"] != rows["cloudpickle"]["size"]
+    else:
+        assert ours["ratio_cloudpickle"] is None
+
+    # The table on stdout, progress on stderr.
+    assert "lambda: one small lambda from __main__" in stdout
+    assert any(line.split()[:2] == ["dumps", "fastfnpickle-python"]
+               for line in stdout.splitlines())
+    assert "fresh interpreter" in stderr and "round 3/3" in stderr
+
+
+USER_MODULE = '''
+import threading
+
+square = lambda x: x * x
+lock = threading.Lock()
+'''
+
+
+def test_user_objects_and_failures(tmp_path: Any) -> None:
+    (tmp_path / "userbench.py").write_text(textwrap.dedent(USER_MODULE))
+    out = tmp_path / "user.json"
+    code, stdout, stderr = _bench(
+        ["--quick", "--object", "userbench:square", "--object", "userbench:lock",
+         "--targets", "fastfnpickle-python,pickle", "--json", str(out), "--markdown"],
+        cwd=str(tmp_path), extra_path=str(tmp_path))
+    # A fastfnpickle target failing a workload (the lock) makes the exit status 1.
+    assert code == 1, stderr
+    result = json.loads(out.read_text())
+    assert [w["name"] for w in result["workloads"]] == ["object:userbench:square",
+                                                        "object:userbench:lock"]
+    assert {t["name"] for t in result["targets"] if t["available"]} == {
+        "fastfnpickle-python", "pickle"}
+
+    square = _rows(result, "object:userbench:square")
+    assert square["fastfnpickle-python"]["status"] == "ok"
+    _assert_timing(square["fastfnpickle-python"]["loads"], 3)
+    # userbench is importable: the stdlib pickles its lambda by reference... or fails on the
+    # name "<lambda>"; either way it was tried and classified.
+    assert square["pickle"]["status"] in ("ok", "n/a")
+    lock = _rows(result, "object:userbench:lock")
+    assert lock["fastfnpickle-python"]["status"] == "error"
+    assert "lock" in lock["fastfnpickle-python"]["note"]
+    assert lock["fastfnpickle-python"]["dumps"] is None
+    assert lock["pickle"]["status"] == "n/a"
+
+    assert stdout.startswith("- Python ")
+    assert "| object:userbench:square | dumps | fastfnpickle-python |" in stdout
+    assert "| object:userbench:lock | dumps | fastfnpickle-python | FAILED" in stdout
+
+
+def test_usage_errors(capsys: Any) -> None:
+    assert benchmark.main(["--workloads", "no-such-workload"]) == 2
+    assert "no workload matches" in capsys.readouterr().err
+    assert benchmark.main(["--targets", "pickle,nope"]) == 2
+    assert "unknown target(s) nope" in capsys.readouterr().err
+    assert benchmark.main(["--object", "no_colon"]) == 2
+    assert "module:attr" in capsys.readouterr().err
+
+
+def test_list_names_every_workload_and_target(capsys: Any) -> None:
+    assert benchmark.main(["--list"]) == 0
+    listed = {line.split()[0] for line in capsys.readouterr().out.splitlines() if line.strip()}
+    assert set(benchmark.WORKLOADS) <= listed
+    assert set(benchmark.TARGET_NAMES) <= listed
+
+
+def test_plot_or_clear_message(tmp_path: Any, capsys: Any) -> None:
+    png = tmp_path / "ratios.png"
+    args = ["--quick", "--quiet", "--no-verify", "--workloads", "closure",
+            "--targets", "fastfnpickle-python,marshal-floor", "--plot", str(png)]
+    from fastfnpickle import _bench_report
+
+    if _bench_report.have_matplotlib():
+        assert benchmark.main(args) == 0
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    else:
+        assert benchmark.main(args) == 2
+        assert "--plot needs matplotlib" in capsys.readouterr().err
+        assert not png.exists()
+
+
+def test_workload_checks_reject_wrong_objects() -> None:
+    # The correctness check must be able to fail, or a broken pickle would pass as "ok".
+    scale = 0.01
+    for name, workload in benchmark.WORKLOADS.items():
+        if workload.missing() is not None:
+            continue
+        obj = workload.build(scale)
+        good = {i: obj[i] for i in benchmark.sample_indices(len(obj))} if workload.per_call \
+            else obj
+        workload.check(good, scale)  # type: ignore[misc]
+        wrong: Any = {0: None} if workload.per_call else None
+        with pytest.raises((AssertionError, TypeError, AttributeError, ValueError)):
+            workload.check(wrong, scale)  # type: ignore[misc]
+
+
+def test_profile_prints_top_functions(capsys: Any) -> None:
+    args = ["--profile", "fastfnpickle-python", "--workloads", "closure,dataclass-1k-list",
+            "--scale", "0.01", "--min-time", "0.005"]
+    assert benchmark.main(args) == 0
+    out = capsys.readouterr().out
+    for header in ("== closure dumps", "== closure loads", "== dataclass-1k-list dumps"):
+        assert header in out
+    assert "Ordered by: internal time" in out
+    # The twin's own reducer shows up in its profile.
+    assert "reducer_override" in out
