@@ -445,7 +445,8 @@ def main(argv: Sequence[str]) -> int:
     selected = [i for i in found if not args.only or i.minor in args.only]
     unknown = args.only - {i.minor for i in found}
     if unknown:
-        log(f"requested interpreter(s) not found: {sorted(unknown)}")
+        log(f"requested interpreter(s) not found: "
+            f"{', '.join(f'{a}.{b}' for a, b in sorted(unknown))}")
         return 1
     if not selected:
         log("no CPython 3.9-3.13 found: nothing was tested")
