@@ -487,9 +487,13 @@ def _replace_arg(rv: tuple, index: int, value: Any) -> tuple:
     return (rv[0], tuple(args)) + rv[2:]
 
 
-def _replace_state_item(rv: tuple, index: int, value: Any) -> tuple:
-    state = list(rv[2])
-    state[index] = value
+def _replace_state_item(rv: tuple, field: str, value: Any) -> tuple:
+    """Set one named field of a function's state (layout from the shared format module)."""
+    from fastfnpickle._format import STATE_FIELDS
+
+    state = list(rv[2] or ())
+    state += [None] * (len(STATE_FIELDS) - len(state))
+    state[STATE_FIELDS.index(field)] = value
     return rv[:2] + (tuple(state),) + rv[3:]
 
 
@@ -537,16 +541,16 @@ def _code_payloads(impl: Any) -> Dict[str, bytes]:
         "closure of non-cells": lambda rv: _replace_arg(rv, 3, ("a", "b")),
         "closure that is a str": lambda rv: _replace_arg(rv, 3, "cells"),
         "state that is an int": lambda rv: rv[:2] + (7,) + rv[3:],
-        "state of the wrong length": lambda rv: rv[:2] + ((None,) * 3,) + rv[3:],
-        "cell values of the wrong count": lambda rv: _replace_state_item(rv, 3, (1, 2, 3)),
-        "defaults that are an int": lambda rv: _replace_state_item(rv, 1, 5),
-        "kwdefaults that are a list": lambda rv: _replace_state_item(rv, 2, [1]),
-        "captured globals that are an int": lambda rv: _replace_state_item(rv, 0, 5),
-        "name that is an int": lambda rv: _replace_state_item(rv, 5, 5),
-        "qualname that is bytes": lambda rv: _replace_state_item(rv, 6, b"q"),
-        "annotations that are a list": lambda rv: _replace_state_item(rv, 9, [1]),
-        "attributes that are an int": lambda rv: _replace_state_item(rv, 10, 3),
-        "extra that is an int": lambda rv: _replace_state_item(rv, 11, 3),
+        "state that is too long": lambda rv: rv[:2] + ((None,) * 20,) + rv[3:],
+        "cell values of the wrong count": lambda rv: _replace_state_item(rv, "cell_values", (1, 2, 3)),
+        "defaults that are an int": lambda rv: _replace_state_item(rv, "defaults", 5),
+        "kwdefaults that are a list": lambda rv: _replace_state_item(rv, "kwdefaults", [1]),
+        "captured globals that are an int": lambda rv: _replace_state_item(rv, "captured", 5),
+        "name that is an int": lambda rv: _replace_state_item(rv, "name", 5),
+        "qualname that is bytes": lambda rv: _replace_state_item(rv, "qualname", b"q"),
+        "annotations that are a list": lambda rv: _replace_state_item(rv, "annotations", [1]),
+        "attributes that are an int": lambda rv: _replace_state_item(rv, "attrs", 3),
+        "extra that is an int": lambda rv: _replace_state_item(rv, "extra", 3),
     }
     payloads = {}
     for label, corrupt in variants.items():
