@@ -9,10 +9,15 @@ first, so one cluster start covers them all.
 import json
 from pathlib import Path
 
+import importlib.util
+
 import pytest
 
-pytest.importorskip("distributed", reason="dask.distributed not installed "
-                                          "(pip install fastfnpickle[dask])")
+# Checked without importing: importing distributed installs tblib's copyreg reducers for every
+# exception in this (the test runner's) process, which changes how other tests pickle.
+if importlib.util.find_spec("distributed") is None:
+    pytest.skip("dask.distributed not installed (pip install fastfnpickle[dask])",
+                allow_module_level=True)
 
 from conftest import run_python  # noqa: E402
 

@@ -17,6 +17,7 @@ from ._modules import (
     register_pickle_by_value,
     unregister_pickle_by_value,
 )
+from ._format import PicklingRecursionError
 from ._version import __version__
 
 DEFAULT_PROTOCOL: int = pickle.HIGHEST_PROTOCOL
@@ -36,8 +37,28 @@ def dumps(obj: Any, protocol: Optional[int] = None,
     return _active_core.dumps(obj, protocol, buffer_callback)
 
 
+_LAZY = {
+    "ProcessPoolExecutor": "futures", "by_value": "futures",
+    "enable_multiprocessing": "futures", "disable_multiprocessing": "futures",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Integrations load on first use: `import fastfnpickle` stays cheap and changes nothing.
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
     "DEFAULT_PROTOCOL", "HIGHEST_PROTOCOL", "IMPLEMENTATION", "Pickler", "PicklingError",
+    "PicklingRecursionError", "ProcessPoolExecutor", "by_value", "disable_multiprocessing",
+    "enable_multiprocessing",
     "Unpickler", "UnpicklingError", "__version__", "dump", "dumps", "explain", "list_registry_pickle_by_value",
     "load", "loads", "register_pickle_by_value", "unregister_pickle_by_value",
 ]

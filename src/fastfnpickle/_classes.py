@@ -7,7 +7,9 @@ member identity working across pickles.
 """
 
 import abc
+import copyreg
 import enum
+import functools
 import hashlib
 import sys
 import threading
@@ -17,13 +19,43 @@ import weakref
 from types import GetSetDescriptorType, MemberDescriptorType
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
-from . import _rebuild
+from . import _modules, _rebuild
 
 _LOCK = threading.RLock()
-_ID_BY_CLASS: "weakref.WeakKeyDictionary[type, str]" = weakref.WeakKeyDictionary()
+# Keyed by id() with a weak reference beside: classes whose metaclass defines __eq__ may be
+# unhashable, so they cannot be keys of a WeakKeyDictionary or members of a WeakSet.
+_ID_BY_CLASS: Dict[int, Tuple[Any, str]] = {}
 _CLASS_BY_ID: "weakref.WeakValueDictionary[str, type]" = weakref.WeakValueDictionary()
-# Classes made by make_class that still wait for their state.
-_FRESH: "weakref.WeakSet[type]" = weakref.WeakSet()
+# Classes made by make_class that still wait for their state: id -> weak reference.
+_FRESH: Dict[int, Any] = {}
+
+
+def _forget_class(key: int, ref: Any) -> None:
+    with _LOCK:
+        entry = _ID_BY_CLASS.get(key)
+        if entry is not None and entry[0] is ref:
+            del _ID_BY_CLASS[key]
+        if _FRESH.get(key) is ref:
+            del _FRESH[key]
+
+
+def _known_id(cls: type) -> Optional[str]:
+    entry = _ID_BY_CLASS.get(id(cls))
+    return entry[1] if entry is not None and entry[0]() is cls else None
+
+
+def _remember(cls: type, cid: str, fresh: bool = False) -> None:
+    key = id(cls)
+    ref = weakref.ref(cls, functools.partial(_forget_class, key))
+    _ID_BY_CLASS[key] = (ref, cid)
+    _CLASS_BY_ID[cid] = cls
+    if fresh:
+        _FRESH[key] = ref
+
+
+def _is_fresh(cls: type) -> bool:
+    ref = _FRESH.get(id(cls))
+    return ref is not None and ref() is cls
 _TYPEVAR_BY_ID: Dict[str, Any] = {}
 _ID_BY_TYPEVAR: Dict[int, Tuple[Any, str]] = {}
 
@@ -63,8 +95,6 @@ _DYNAMIC_MODULES = frozenset({"__main__", "__mp_main__"})
 def by_reference(obj: Any, qualname: Any, registered: FrozenSet[str]) -> bool:
     """Whether ``obj`` (a class or TypeVar) is importable as ``obj.__module__`` + ``qualname``
     and its module is not in ``registered`` (the by-value registry as the pickle started)."""
-    from . import _modules
-
     module_name = getattr(obj, "__module__", None)
     if module_name == "builtins":
         return True
@@ -108,7 +138,7 @@ def _content_digest(cls: type) -> str:
 def class_id(cls: type) -> str:
     """Content-derived id of a class pickled by value; stable across processes."""
     with _LOCK:
-        cid = _ID_BY_CLASS.get(cls)
+        cid = _known_id(cls)
         if cid is None:
             digest = _content_digest(cls)
             n = 0
@@ -117,8 +147,7 @@ def class_id(cls: type) -> str:
                 if _CLASS_BY_ID.get(cid) is None:
                     break
                 n += 1
-            _ID_BY_CLASS[cls] = cid
-            _CLASS_BY_ID[cid] = cls
+            _remember(cls, cid)
         return cid
 
 
@@ -159,9 +188,17 @@ def _abc_registry(cls: type) -> Optional[tuple]:
 
 def reduce_class(pickler: Any, cls: type) -> Any:
     """Reduce value of a class: NotImplemented when importable by name, else by value."""
-    special = _SPECIAL_TYPES.get(cls)
-    if special is not None:
-        return special
+    meta = type(cls)
+    if meta is type:
+        special = _SPECIAL_TYPES.get(cls)
+        if special is not None:
+            return special
+    else:
+        # A reducer registered for the metaclass (copyreg or the pickler's dispatch_table)
+        # wins, as with the stdlib: the C pickler consults it once we decline.
+        table = getattr(pickler, "dispatch_table", None)
+        if meta in (copyreg.dispatch_table if table is None else table):
+            return NotImplemented
     if by_reference(cls, cls.__qualname__, pickler._by_value):
         return NotImplemented
     return _reduce_by_value(pickler, cls)
@@ -220,9 +257,7 @@ def make_class(metaclass: type, name: str, bases: tuple, skeleton: Dict[str, Any
             except TypeError:
                 # Metaclasses that refuse their own classes' bases (TypedDict's) are bypassed.
                 cls = type.__new__(metaclass, name, bases, dict(skeleton))
-        _FRESH.add(cls)
-        _ID_BY_CLASS[cls] = cid
-        _CLASS_BY_ID[cid] = cls
+        _remember(cls, cid, fresh=True)
         return cls
 
 
@@ -256,18 +291,29 @@ def _without_subclass_hook(name: str, bases: tuple, skeleton: Dict[str, Any]) ->
 def set_class_state(cls: type, state: tuple) -> type:
     """Attach methods and attributes; a class that already existed is left as it is."""
     attrs, registry = state
+    # Under the lock: another thread loading the same class got this skeleton from the
+    # registry and must not return from its loads() until the class is complete (it fills it
+    # itself if it comes first, with equal state).
     with _LOCK:
-        if cls not in _FRESH:
+        if not _is_fresh(cls):
             return cls
-        _FRESH.discard(cls)
-    for key, value in attrs.items():
-        setattr(cls, key, value)
-        set_name = getattr(type(value), "__set_name__", None)
-        if set_name is not None:
-            set_name(value, cls, key)
-    if registry:
-        for sub in registry:
-            cls.register(sub)  # type: ignore[attr-defined]
+        try:
+            for key, value in attrs.items():
+                setattr(cls, key, value)
+                set_name = getattr(type(value), "__set_name__", None)
+                if set_name is not None:
+                    set_name(value, cls, key)
+            if registry:
+                for sub in registry:
+                    cls.register(sub)  # type: ignore[attr-defined]
+        except BaseException:
+            # A half-built class must not be handed out again under its id.
+            cid = _known_id(cls)
+            if cid is not None and _CLASS_BY_ID.get(cid) is cls:
+                del _CLASS_BY_ID[cid]
+            raise
+        finally:
+            _FRESH.pop(id(cls), None)
     return cls
 
 

@@ -41,7 +41,7 @@ cdef extern from "Python.h":
 
 from . import _bytecode as B
 from . import _classes, _errors, _modules, _rebuild, _reducers
-from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK
+from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, PicklingRecursionError
 
 DEFAULT_PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -93,12 +93,14 @@ cdef class CodeInfo:
     cdef readonly bytes data
     cdef readonly tuple names
     cdef readonly tuple chains
+    cdef readonly object doc
 
-    def __init__(self, str tag, bytes data, tuple names, tuple chains):
+    def __init__(self, str tag, bytes data, tuple names, tuple chains, doc):
         self.tag = tag
         self.data = data
         self.names = names
         self.chains = chains
+        self.doc = doc
 
 
 cdef dict _CODE_CACHE = {}
@@ -120,14 +122,20 @@ cpdef CodeInfo code_info(object code):
     cdef list chains = []
     cdef bint has_sets = _scan_code(code, names, chains, set(), set())
     cdef CodeInfo info
+    doc = _derived_doc(code)
     if has_sets:
         info = CodeInfo(CODE_TAG_SETS, _marshal_dumps(_sorted_consts(code), 2),
-                        tuple(names), tuple(chains))
+                        tuple(names), tuple(chains), doc)
     else:
-        info = CodeInfo(CODE_TAG, _marshal_dumps(code, 2), tuple(names), tuple(chains))
+        info = CodeInfo(CODE_TAG, _marshal_dumps(code, 2), tuple(names), tuple(chains), doc)
     ref = _weakref(code, partial(_forget, key=key))
     _CODE_CACHE[key] = (ref, info)
     return info
+
+
+cdef object _derived_doc(object code):
+    cells = tuple([_CellType() for _ in code.co_freevars]) or None
+    return _FunctionType(code, {}, None, None, cells).__doc__
 
 
 cdef void _add_chain(list chains, set seen_chains, object head, list attrs):
@@ -316,23 +324,31 @@ cdef object reduce_function(object pickler, object func):
     if annotations is not None and type(annotations) is not dict:
         annotations = func.__annotations__  # 3.10 may hold a tuple until first access
     attrs = _field(f.func_dict)
-    state = (
+    doc = _field(f.func_doc)
+    state = _trimmed((
         captured,
-        None if defaults is None else tuple([_stable(pickler, d) for d in defaults]),
-        None if kwdefaults is None else {k: _stable(pickler, v) for k, v in kwdefaults.items()},
         cell_values,
+        None if defaults is None else tuple([_stable(pickler, d) for d in defaults]),
+        None if doc is info.doc else (doc,),
         empty,
-        None if name == code.co_name else name,
+        None if kwdefaults is None else {k: _stable(pickler, v) for k, v in kwdefaults.items()},
         None if qualname == (code.co_qualname if _HAS_CO_QUALNAME else code.co_name) else qualname,
+        None if name == code.co_name else name,
         None if type(module) is str and module == gdict.get("__name__") else module,
-        _field(f.func_doc),
         annotations or None,
         attrs or None,
         extra,
-    )
+    ))
     return (_FUNCTION,
             (info.tag, info.data, _globals_token(pickler._tokens, gdict), closure_arg),
             state, None, None, _FUNCTION)
+
+
+cdef tuple _trimmed(tuple state):
+    cdef Py_ssize_t n = len(state)
+    while n and state[n - 1] is None:
+        n -= 1
+    return state if n == len(state) else state[:n]
 
 
 cdef dict _globals_token(dict tokens, dict gdict):
@@ -508,7 +524,7 @@ cdef _dump(object pickler, object obj):
     try:
         _C_DUMP(pickler, obj)
     except RecursionError as exc:
-        err = PicklingError(
+        err = PicklingRecursionError(
             "object too deeply nested to pickle (maximum recursion depth exceeded); "
             "raise sys.setrecursionlimit() or flatten the structure"
         )
@@ -529,6 +545,9 @@ cdef _clear(object pickler):
 # costs about as much as pickling a small lambda. It writes into a list (one append per
 # frame), which is cheaper than a BytesIO to fill, read and reset.
 cdef object _local = threading.local()
+
+
+cdef Py_ssize_t _REUSE_LIMIT = 16384
 
 
 class _Sink:
@@ -562,7 +581,12 @@ def dumps(obj, protocol=None, buffer_callback=None):
         _dump(pickler, obj)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
     finally:
-        # Drop the memo's references to the user's objects and the output now.
+        # Clearing a memo costs time in proportion to its largest size ever, so after a big
+        # pickle the thread gets a fresh pickler instead; otherwise drop the memo's references
+        # to the user's objects now.
+        if len(chunks) > 1 or (chunks and len(chunks[0]) > _REUSE_LIMIT):
+            slot[1] = Pickler(slot[0])
+        else:
+            _clear(pickler)
         chunks.clear()
-        _clear(pickler)
         slot[2] = False

@@ -17,7 +17,7 @@ from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 from . import _bytecode as B
 from . import _classes, _errors, _modules, _rebuild, _reducers
-from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK
+from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, PicklingRecursionError
 
 DEFAULT_PROTOCOL: int = pickle.HIGHEST_PROTOCOL
 
@@ -35,14 +35,15 @@ _SET_TYPES = (set, frozenset)
 class CodeInfo:
     """What pickling needs to know about one code object."""
 
-    __slots__ = ("tag", "data", "names", "chains")
+    __slots__ = ("tag", "data", "names", "chains", "doc")
 
     def __init__(self, tag: str, data: bytes, names: Tuple[str, ...],
-                 chains: Tuple[Tuple[str, Tuple[str, ...]], ...]) -> None:
+                 chains: Tuple[Tuple[str, Tuple[str, ...]], ...], doc: Any) -> None:
         self.tag = tag
         self.data = data
         self.names = names
         self.chains = chains
+        self.doc = doc  # the docstring a function made from this code object gets
 
 
 _CODE_CACHE: Dict[int, Tuple[Any, CodeInfo]] = {}
@@ -65,14 +66,21 @@ def code_info(code: CodeType) -> CodeInfo:
     has_sets = _scan_code(code, names, chains, set(), set())
     # marshal format 2 writes no back-references: format 3+ flags objects by their reference
     # count, so its bytes change when anything else holds a constant.
+    doc = _derived_doc(code)
     if has_sets:
         info = CodeInfo(CODE_TAG_SETS, marshal.dumps(_sorted_consts(code), 2),
-                        tuple(names), tuple(chains))
+                        tuple(names), tuple(chains), doc)
     else:
-        info = CodeInfo(CODE_TAG, marshal.dumps(code, 2), tuple(names), tuple(chains))
+        info = CodeInfo(CODE_TAG, marshal.dumps(code, 2), tuple(names), tuple(chains), doc)
     ref = weakref.ref(code, lambda r, key=key: _forget(r, key))
     _CODE_CACHE[key] = (ref, info)
     return info
+
+
+def _derived_doc(code: CodeType) -> Any:
+    # Ask the interpreter rather than restating its rule, which varies between versions.
+    cells = tuple([CellType() for _ in code.co_freevars]) or None
+    return FunctionType(code, {}, None, None, cells).__doc__
 
 
 def _add_chain(chains: List[Tuple[str, Tuple[str, ...]]], seen_chains: set,
@@ -261,23 +269,32 @@ def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
     module = func.__module__
     defaults = func.__defaults__
     kwdefaults = func.__kwdefaults__
-    state = (
+    doc = func.__doc__
+    state = _trimmed((
         captured,
-        None if defaults is None else tuple([stable(d) for d in defaults]),
-        None if kwdefaults is None else {k: stable(v) for k, v in kwdefaults.items()},
         cell_values,
+        None if defaults is None else tuple([stable(d) for d in defaults]),
+        None if doc is info.doc else (doc,),
         empty,
-        None if name == code.co_name else name,
+        None if kwdefaults is None else {k: stable(v) for k, v in kwdefaults.items()},
         None if qualname == _default_qualname(code) else qualname,
+        None if name == code.co_name else name,
         None if type(module) is str and module == gdict.get("__name__") else module,
-        func.__doc__,
         func.__annotations__ or None,
         func.__dict__ or None,
         extra,
-    )
+    ))
     fn = _rebuild.function
     return (fn, (info.tag, info.data, pickler._globals_token(gdict), closure_arg),
             state, None, None, fn)
+
+
+def _trimmed(state: tuple) -> tuple:
+    """``state`` without its trailing Nones (see ``_format.STATE_FIELDS``)."""
+    n = len(state)
+    while n and state[n - 1] is None:
+        n -= 1
+    return state[:n]
 
 
 def _closure_parts(pickler: "Pickler", func: FunctionType, closure: tuple) -> tuple:
@@ -465,7 +482,7 @@ def _dump(pickler: Pickler, obj: Any) -> None:
     try:
         _C_DUMP(pickler, obj)
     except RecursionError as exc:
-        err = PicklingError(
+        err = PicklingRecursionError(
             "object too deeply nested to pickle (maximum recursion depth exceeded); "
             "raise sys.setrecursionlimit() or flatten the structure"
         )
@@ -486,6 +503,9 @@ def _clear(pickler: Pickler) -> None:
 # costs about as much as pickling a small lambda. It writes into a list (one append per
 # frame), which is cheaper than a BytesIO to fill, read and reset.
 _local = threading.local()
+
+
+_REUSE_LIMIT: int = 16384
 
 
 class _Sink:
@@ -519,7 +539,12 @@ def dumps(obj: Any, protocol: Optional[int] = None, buffer_callback: Any = None)
         _dump(pickler, obj)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
     finally:
-        # Drop the memo's references to the user's objects and the output now.
+        # Clearing a memo costs time in proportion to its largest size ever, so after a big
+        # pickle the thread gets a fresh pickler instead; otherwise drop the memo's references
+        # to the user's objects now.
+        if len(chunks) > 1 or (chunks and len(chunks[0]) > _REUSE_LIMIT):
+            slot[1] = Pickler(slot[0])
+        else:
+            _clear(pickler)
         chunks.clear()
-        _clear(pickler)
         slot[2] = False

@@ -18,6 +18,7 @@ import threading
 import types
 from types import CellType, FunctionType, GetSetDescriptorType, MemberDescriptorType, ModuleType
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from ._format import STATE_FIELDS
 
 # A path step: the expression so far is written between ``prefix`` and ``suffix``. Containers
 # with many items give a _ItemStep instead, which makes that text only if the step is used.
@@ -387,21 +388,22 @@ def _attr_step(owner: Any, name: str, value: Any) -> Step:
 
 def _function_children(func: FunctionType, rv: Any) -> Iterator[Child]:
     state = rv[2] if isinstance(rv, tuple) and len(rv) > 2 else None
-    if not (isinstance(state, tuple) and len(state) == 12):
+    if not (isinstance(state, tuple) and len(state) <= len(STATE_FIELDS)):
         yield from _reduce_children(func, rv, _ReduceLabels("reduction"))
         return
-    # Layout of the state tuple: see _core_py.reduce_function. Values are read from the
-    # function itself: the state may hold stand-ins (sets in a stable order).
+    # Layout of the state tuple: _format.STATE_FIELDS. Values are read from the function
+    # itself: the state may hold stand-ins (sets in a stable order).
+    fields = dict(zip(STATE_FIELDS, state))
     yield ("", ".__code__"), func.__code__
     gdict = func.__globals__
-    for name in state[0] or ():
+    for name in fields.get("captured") or ():
         if name in gdict:
             yield ("", f".__globals__[{name!r}]"), gdict[name]
     for i, d in enumerate(func.__defaults__ or ()):
         yield ("", f".__defaults__[{i}]"), d
     for k, v in (func.__kwdefaults__ or {}).items():
         yield ("", f".__kwdefaults__[{k!r}]"), v
-    empties = state[4] or ()
+    empties = fields.get("empty_cells") or ()
     for i, cell in enumerate(func.__closure__ or ()):
         if i in empties:
             continue

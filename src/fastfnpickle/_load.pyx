@@ -120,12 +120,15 @@ cdef object _make(object tag, object data, object globals_, object closure):
         raise UnpicklingError(f"corrupt function in pickle: {exc}") from None
 
 
+cdef tuple _NONES = (None,) * 12
+
+
 cdef object _set_state(object func, object state):
     cdef Py_ssize_t i
-    if type(state) is not tuple or len(<tuple>state) != 12:
+    if type(state) is not tuple or len(<tuple>state) > 12:
         raise UnpicklingError("corrupt function state in pickle")
-    (captured, defaults, kwdefaults, cell_values, empty_cells, name, qualname, module,
-     doc, annotations, attrs, extra) = <tuple>state
+    (captured, cell_values, defaults, doc, empty_cells, kwdefaults, qualname, name, module,
+     annotations, attrs, extra) = <tuple>state + _NONES[len(<tuple>state):]
     if captured is not None:
         func.__globals__.update(captured)
     if defaults is not None:
@@ -147,7 +150,8 @@ cdef object _set_state(object func, object state):
         func.__qualname__ = qualname
     if module is not None:
         func.__module__ = module
-    func.__doc__ = doc
+    if doc is not None:
+        func.__doc__ = doc[0]
     if annotations is not None:
         func.__annotations__ = annotations
     if attrs is not None:

@@ -111,15 +111,18 @@ def _make(tag: str, data: bytes, globals_: Dict[str, Any],
         raise UnpicklingError(f"corrupt function in pickle: {exc}") from None
 
 
+_NONES = (None,) * 12
+
+
 def _set_state(func: FunctionType, state: tuple) -> FunctionType:
     """Apply everything a function carries beyond its code, globals and cells.
 
-    ``state`` is the 12-tuple built by ``_core_py.reduce_function``.
+    ``state`` is laid out as ``_format.STATE_FIELDS``, trailing Nones dropped.
     """
-    if type(state) is not tuple or len(state) != 12:
+    if type(state) is not tuple or len(state) > 12:
         raise UnpicklingError("corrupt function state in pickle")
-    (captured, defaults, kwdefaults, cell_values, empty_cells, name, qualname, module,
-     doc, annotations, attrs, extra) = state
+    (captured, cell_values, defaults, doc, empty_cells, kwdefaults, qualname, name, module,
+     annotations, attrs, extra) = state + _NONES[len(state):]
     if captured is not None:
         func.__globals__.update(captured)
     if defaults is not None:
@@ -141,7 +144,8 @@ def _set_state(func: FunctionType, state: tuple) -> FunctionType:
         func.__qualname__ = qualname
     if module is not None:
         func.__module__ = module
-    func.__doc__ = doc
+    if doc is not None:
+        func.__doc__ = doc[0]
     if annotations is not None:
         func.__annotations__ = annotations
     if attrs is not None:

@@ -41,7 +41,16 @@ def _weakset(pickler: Any, obj: weakref.WeakSet) -> tuple:
     return (weakref.WeakSet, (list(obj),))
 
 
-def _method(pickler: Any, obj: MethodType) -> tuple:
+def _method(pickler: Any, obj: MethodType) -> Any:
+    # The stdlib pickles a method as getattr(self, name) when that finds it again; only
+    # methods made by hand (MethodType(f, obj)) need their function by value.
+    name = getattr(obj.__func__, "__name__", None)
+    if type(name) is str:
+        try:
+            if getattr(obj.__self__, name, None) == obj:
+                return NotImplemented
+        except Exception:
+            pass
     return (MethodType, (obj.__func__, obj.__self__))
 
 

@@ -12,7 +12,7 @@ it is first written, and later uses cost only the few bytes of the memo referenc
 import sys
 from typing import Any, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple
 
-from ._format import CODE_TAG, CODE_TAG_SETS
+from ._format import CODE_TAG, CODE_TAG_SETS, STATE_FIELDS
 
 _REBUILD = "fastfnpickle._rebuild"
 # Globals the pickler itself writes as machinery, not as the user's references.
@@ -507,6 +507,16 @@ def _rebuild_name(call: Any) -> Optional[str]:
     return None
 
 
+def _state_fields(state: Any) -> Optional[Dict[str, Any]]:
+    """A function state (``_format.STATE_FIELDS``, trailing Nones dropped) by field name."""
+    items = _items(state)
+    if len(items) > len(STATE_FIELDS) or (not items and type(_deref(state)) is not _Seq):
+        return None
+    fields: Dict[str, Any] = dict.fromkeys(STATE_FIELDS)
+    fields.update(zip(STATE_FIELDS, items))
+    return fields
+
+
 def _items(s: Any) -> List[Any]:
     s = _deref(s)
     return s.items if type(s) in (_Seq, _Map) else []
@@ -625,10 +635,10 @@ class _TreeBuilder:
         """(qualname, module, file, line, code tag) of a by-value function.
 
         The function is ``function(tag, code_bytes, globals, closure)`` filled in by
-        ``function(func, state)`` with the 12-tuple state of ``_core_py.reduce_function``.
+        ``function(func, state)`` with the state of ``_core_py.reduce_function``.
         """
         args = _items(call.args)
-        state = _items(call.setter_state)
+        state = _state_fields(call.setter_state)
         qualname = module = filename = None
         line = None
         tag = _lit(args[0]) if args else None
@@ -637,13 +647,13 @@ class _TreeBuilder:
             info = _code_info(blob)
             if info is not None:
                 qualname, filename, line = info
-        if len(state) == 12:
-            if type(_lit(state[6])) is str:
-                qualname = _lit(state[6])
-            elif qualname is not None and type(_lit(state[5])) is str:
-                qualname = (qualname.rpartition(".")[0] + "." + _lit(state[5])).lstrip(".")
-            if type(_lit(state[7])) is str:
-                module = _lit(state[7])
+        if state is not None:
+            if type(_lit(state["qualname"])) is str:
+                qualname = _lit(state["qualname"])
+            elif qualname is not None and type(_lit(state["name"])) is str:
+                qualname = (qualname.rpartition(".")[0] + "." + _lit(state["name"])).lstrip(".")
+            if type(_lit(state["module"])) is str:
+                module = _lit(state["module"])
         if module is None and len(args) > 2:
             for k, v in _items(args[2]):
                 if _lit(k) == "__name__" and type(_lit(v)) is str:
@@ -659,8 +669,8 @@ class _TreeBuilder:
         node.file = filename
         node.line = line
         node.code_tag = tag
-        state = _items(call.setter_state)
-        node.globals = [str(_lit(k)) for k, _ in _items(state[0])] if len(state) == 12 else []
+        state = _state_fields(call.setter_state)
+        node.globals = [str(_lit(k)) for k, _ in _items(state["captured"])] if state else []
         node.type = "function"
         if shared:
             return
@@ -671,23 +681,24 @@ class _TreeBuilder:
             code = Node(path + ".__code__", "code", "code", args[1].end - args[0].start)
             code.code_tag = node.code_tag
             node.children.append(code)
-        if len(state) != 12:
+        if state is None:
             return
-        for k, v in _items(state[0]):
+        for k, v in _items(state["captured"]):
             node.children.append(self._node(v, f"{path}.__globals__[{_lit(k)!r}]"))
-        for i, v in enumerate(_items(state[1])):
+        for i, v in enumerate(_items(state["defaults"])):
             node.children.append(self._node(v, f"{path}.__defaults__[{i}]"))
-        for k, v in _items(state[2]):
+        for k, v in _items(state["kwdefaults"]):
             node.children.append(self._node(v, f"{path}.__kwdefaults__[{_lit(k)!r}]"))
-        empty = {_lit(e) for e in _items(state[4])}
-        for i, v in enumerate(_items(state[3])):
+        empty = {_lit(e) for e in _items(state["empty_cells"])}
+        for i, v in enumerate(_items(state["cell_values"])):
             if i not in empty:
                 node.children.append(self._node(v, f"{path}.__closure__[{i}].cell_contents"))
-        if type(_deref(state[9])) is not _Lit:
-            node.children.append(self._node(state[9], path + ".__annotations__"))
-        for k, v in _items(state[10]):
+        annotations = state["annotations"]
+        if annotations is not None and type(_deref(annotations)) is not _Lit:
+            node.children.append(self._node(annotations, path + ".__annotations__"))
+        for k, v in _items(state["attrs"]):
             node.children.append(self._node(v, f"{path}.{_lit(k)}"))
-        extra = _items(state[11])
+        extra = _items(state["extra"])
         if extra and type(_deref(extra[0])) is not _Lit:
             node.children.append(self._node(extra[0], path + ".__type_params__"))
 
