@@ -42,12 +42,12 @@ class Target:
     note: str = ""
 
 
-def _pickler_dumps(pickler_class: Any) -> Callable[[Any, Any], bytes]:
-    # The same steps as fastfnpickle.dumps, with the implementation pinned.
+def _pickler_dumps(core: Any) -> Callable[[Any, Any], bytes]:
+    # fastfnpickle.dumps with the implementation pinned: the path users call.
+    core_dumps = core.dumps
+
     def dumps(obj: Any, buffer_callback: Any = None) -> bytes:
-        with io.BytesIO() as f:
-            pickler_class(f, PROTOCOL, buffer_callback=buffer_callback).dump(obj)
-            return f.getvalue()
+        return core_dumps(obj, PROTOCOL, buffer_callback)
     return dumps
 
 
@@ -70,9 +70,9 @@ def _fastfnpickle_targets() -> Tuple[List[Target], Dict[str, str]]:
     except ImportError as exc:
         missing["fastfnpickle-cython"] = f"compiled core not built ({exc})"
     else:
-        found.append(Target("fastfnpickle-cython", _pickler_dumps(_core.Pickler), _pickle_loads,
+        found.append(Target("fastfnpickle-cython", _pickler_dumps(_core), _pickle_loads,
                             __version__, "pickle"))
-    found.append(Target("fastfnpickle-python", _pickler_dumps(_core_py.Pickler), _pickle_loads,
+    found.append(Target("fastfnpickle-python", _pickler_dumps(_core_py), _pickle_loads,
                         __version__, "pickle"))
     return found, missing
 

@@ -92,7 +92,10 @@ def function(a, b, c=None, d=None):
     references a single global per function kind.
     """
     if type(a) is _FunctionType:
-        return _set_state(a, b)
+        try:
+            return _set_state(a, b)
+        except (TypeError, ValueError, AttributeError, IndexError, KeyError) as exc:
+            raise UnpicklingError(f"corrupt function state in pickle: {exc}") from None
     return _make(a, b, c, d)
 
 

@@ -84,7 +84,11 @@ def function(a: Any, b: Any, c: Any = None, d: Any = None) -> FunctionType:
     rest of a small lambda's pickle.
     """
     if type(a) is FunctionType:
-        return _set_state(a, b)
+        try:
+            return _set_state(a, b)
+        except (TypeError, ValueError, AttributeError, IndexError, KeyError) as exc:
+            # Fields of the wrong type: a corrupt or forged pickle, reported as such.
+            raise UnpicklingError(f"corrupt function state in pickle: {exc}") from None
     return _make(a, b, c, d)
 
 
