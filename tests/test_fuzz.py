@@ -385,6 +385,31 @@ def mutation(draw: Any, corpus: List[bytes]) -> Tuple[str, bytes]:
     return kind, data[:k] + data[i:j] + data[k:]
 
 
+BYTEARRAY8 = pickle.BYTEARRAY8[0]
+
+
+def _hits_cpython_bytearray8_bug(data: bytes) -> bool:
+    """Whether ``data`` may hold a BYTEARRAY8 opcode whose length exceeds what follows.
+
+    CPython's C unpickler (3.9-3.13 at least) allocates the bytearray before checking the
+    input is long enough; when that allocation fails, the half-built bytearray is freed with
+    uninitialised fields ("SystemError: deallocated bytearray object has exported buffers")
+    and the process later aborts or segfaults. Reproduced without fastfnpickle::
+
+        pickle.loads(b"\x80\x05\x96" + (2**62).to_bytes(8, "little") + b"abc.")
+
+    Such input can only be refused as truncated by a correct CPython, so skipping it loses no
+    coverage of fastfnpickle. Errs on the side of skipping (any 0x96 byte counts).
+    """
+    i = data.find(BYTEARRAY8)
+    while i >= 0:
+        length = int.from_bytes(data[i + 1:i + 9], "little")
+        if length > len(data) - i - 9:
+            return True
+        i = data.find(BYTEARRAY8, i + 1)
+    return False
+
+
 def _reproduces_alone(impl: Any, data: bytes) -> str:
     """Whether ``data`` kills a fresh interpreter by itself (for the failure report)."""
     proc = subprocess.run(
@@ -428,6 +453,10 @@ def test_truncated_mutated_and_spliced_pickles_never_crash(impl: Any) -> None:
                   suppress_health_check=list(HealthCheck))
         @given(batch=st.lists(mutation(corpus), min_size=BATCH, max_size=BATCH))
         def run_batch(batch: List[Tuple[str, bytes]]) -> None:
+            kept = [case for case in batch if not _hits_cpython_bytearray8_bug(case[1])]
+            seen["skipped:cpython-bytearray8"] = (seen.get("skipped:cpython-bytearray8", 0)
+                                                  + len(batch) - len(kept))
+            batch = kept
             outcomes = pool.run([data for _, data in batch])
             assert len(outcomes) == len(batch)
             for (kind, _), out in zip(batch, outcomes):
@@ -438,6 +467,7 @@ def test_truncated_mutated_and_spliced_pickles_never_crash(impl: Any) -> None:
         run_batch()
     total = sum(seen.values())
     assert total >= N_CASES
+    assert seen["skipped:cpython-bytearray8"] < total // 20  # the filter stays narrow
     # The mutations must reach past the first opcodes: some cases load, many raise.
     assert seen.get("truncate:EXC", 0) > 0
     assert sum(v for k, v in seen.items() if k.endswith(":OK")) > 0
