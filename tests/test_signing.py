@@ -216,3 +216,31 @@ def test_buffers_kept_in_band_by_the_callback_are_not_counted() -> None:
     signed = signing.dumps(_oob_payload(), KEY, protocol=5, buffer_callback=lambda b: True)
     obj = signing.loads(signed, KEY)
     assert bytes(obj["buf"]) == b"0123456789" * 100
+
+
+def test_top_level_key_keyword_signs_and_verifies() -> None:
+    import io as _io
+
+    import fastfnpickle
+
+    key = b"k" * 32
+    offset = 5
+    f = lambda x: x + offset  # noqa: E731
+    signed = fastfnpickle.dumps(f, key=key)
+    assert fastfnpickle.loads(signed, key=key)(1) == 6
+    with pytest.raises(fastfnpickle.UnpicklingError):
+        fastfnpickle.loads(signed, key=b"x" * 32)
+    with pytest.raises(fastfnpickle.UnpicklingError):
+        fastfnpickle.loads(fastfnpickle.dumps(f), key=key)  # unsigned data is refused
+    buf = _io.BytesIO()
+    fastfnpickle.dump(f, buf, key=key)
+    fastfnpickle.dump(f, buf, key=key)
+    buf.seek(0)
+    assert fastfnpickle.load(buf, key=key)(2) == 7 and fastfnpickle.load(buf, key=key)(3) == 8
+    # Without a key, loads/load are the stdlib's.
+    assert fastfnpickle.loads(fastfnpickle.dumps(f))(0) == 5
+    out = run_python("""
+        import sys, fastfnpickle
+        print(fastfnpickle.loads(sys.stdin.buffer.read(), key=b"k" * 32)(10))
+    """, signed)
+    assert out.strip() == "15"

@@ -91,13 +91,15 @@ cdef class CodeInfo:
     """What pickling needs to know about one code object."""
     cdef readonly str tag
     cdef readonly bytes data
+    cdef readonly object filename
     cdef readonly tuple names
     cdef readonly tuple chains
     cdef readonly object doc
 
-    def __init__(self, str tag, bytes data, tuple names, tuple chains, doc):
+    def __init__(self, str tag, bytes data, filename, tuple names, tuple chains, doc):
         self.tag = tag
         self.data = data
+        self.filename = filename
         self.names = names
         self.chains = chains
         self.doc = doc
@@ -121,13 +123,10 @@ cpdef CodeInfo code_info(object code):
     cdef list names = []
     cdef list chains = []
     cdef bint has_sets = _scan_code(code, names, chains, set(), set())
-    cdef CodeInfo info
-    doc = _derived_doc(code)
-    if has_sets:
-        info = CodeInfo(CODE_TAG_SETS, _marshal_dumps(_sorted_consts(code), 2),
-                        tuple(names), tuple(chains), doc)
-    else:
-        info = CodeInfo(CODE_TAG, _marshal_dumps(code, 2), tuple(names), tuple(chains), doc)
+    filename = code.co_filename
+    data = _marshal_dumps(_portable(code, filename, has_sets), 2)
+    cdef CodeInfo info = CodeInfo(CODE_TAG_SETS if has_sets else CODE_TAG, data, filename,
+                                  tuple(names), tuple(chains), _derived_doc(code))
     ref = _weakref(code, partial(_forget, key=key))
     _CODE_CACHE[key] = (ref, info)
     return info
@@ -218,21 +217,34 @@ def _sort_key(value):
     return _marshal_dumps(value, 2)
 
 
-cdef object _sorted_consts(object value):
+cdef object _portable(object value, object filename, bint sort_sets):
     t = type(value)
-    if t is frozenset:
-        items = sorted([_sorted_consts(v) for v in value], key=_sort_key)
-        return (FROZENSET_MARK,) + tuple(items)
-    if t is tuple:
-        return tuple([_sorted_consts(v) for v in value])
     if t is _CodeType:
-        return value.replace(co_consts=tuple([_sorted_consts(c) for c in value.co_consts]))
+        consts = value.co_consts
+        if sort_sets or _has_code(consts):
+            consts = tuple([_portable(c, filename, sort_sets) for c in consts])
+        if value.co_filename == filename:
+            return value.replace(co_filename="", co_consts=consts)
+        return value.replace(co_consts=consts)
+    if sort_sets:
+        if t is frozenset:
+            items = sorted([_portable(v, filename, True) for v in value], key=_sort_key)
+            return (FROZENSET_MARK,) + tuple(items)
+        if t is tuple:
+            return tuple([_portable(v, filename, True) for v in value])
     return value
+
+
+cdef bint _has_code(tuple consts):
+    for c in consts:
+        if type(c) is _CodeType:
+            return True
+    return False
 
 
 cdef object reduce_code(object pickler, object code):
     cdef CodeInfo info = code_info(code)
-    return (_rebuild.code, (info.tag, info.data))
+    return (_rebuild.code, (info.tag, info.data, info.filename))
 
 
 # --------------------------------------------------------------------------------------------
@@ -340,7 +352,8 @@ cdef object reduce_function(object pickler, object func):
         extra,
     ))
     return (_FUNCTION,
-            (info.tag, info.data, _globals_token(pickler._tokens, gdict), closure_arg),
+            (info.tag, info.data, info.filename, _globals_token(pickler._tokens, gdict),
+             closure_arg),
             state, None, None, _FUNCTION)
 
 

@@ -35,12 +35,15 @@ _SET_TYPES = (set, frozenset)
 class CodeInfo:
     """What pickling needs to know about one code object."""
 
-    __slots__ = ("tag", "data", "names", "chains", "doc")
+    __slots__ = ("tag", "data", "filename", "names", "chains", "doc")
 
-    def __init__(self, tag: str, data: bytes, names: Tuple[str, ...],
+    def __init__(self, tag: str, data: bytes, filename: Any, names: Tuple[str, ...],
                  chains: Tuple[Tuple[str, Tuple[str, ...]], ...], doc: Any) -> None:
         self.tag = tag
         self.data = data
+        # Sent beside the marshal bytes, which hold "" instead: the pickle's memo then writes
+        # it once for all the functions of one source file.
+        self.filename = filename
         self.names = names
         self.chains = chains
         self.doc = doc  # the docstring a function made from this code object gets
@@ -64,14 +67,12 @@ def code_info(code: CodeType) -> CodeInfo:
     names: List[str] = []
     chains: List[Tuple[str, Tuple[str, ...]]] = []
     has_sets = _scan_code(code, names, chains, set(), set())
+    filename = code.co_filename
     # marshal format 2 writes no back-references: format 3+ flags objects by their reference
     # count, so its bytes change when anything else holds a constant.
-    doc = _derived_doc(code)
-    if has_sets:
-        info = CodeInfo(CODE_TAG_SETS, marshal.dumps(_sorted_consts(code), 2),
-                        tuple(names), tuple(chains), doc)
-    else:
-        info = CodeInfo(CODE_TAG, marshal.dumps(code, 2), tuple(names), tuple(chains), doc)
+    data = marshal.dumps(_portable(code, filename, has_sets), 2)
+    info = CodeInfo(CODE_TAG_SETS if has_sets else CODE_TAG, data, filename,
+                    tuple(names), tuple(chains), _derived_doc(code))
     ref = weakref.ref(code, lambda r, key=key: _forget(r, key))
     _CODE_CACHE[key] = (ref, info)
     return info
@@ -167,23 +168,38 @@ def _sort_key(value: Any) -> bytes:
     return marshal.dumps(value, 2)
 
 
-def _sorted_consts(value: Any) -> Any:
-    """Replace frozenset constants by marked, sorted tuples (hash order varies by process)."""
+def _portable(value: Any, filename: str, sort_sets: bool) -> Any:
+    """``value`` as it is marshalled: ``filename`` blanked in its code objects and, with
+    ``sort_sets``, frozenset constants as marked, sorted tuples (their iteration order follows
+    string hashes, which vary by process)."""
     t = type(value)
-    if t is frozenset:
-        items = sorted([_sorted_consts(v) for v in value], key=_sort_key)
-        return (FROZENSET_MARK,) + tuple(items)
-    if t is tuple:
-        return tuple([_sorted_consts(v) for v in value])
     if t is CodeType:
-        return value.replace(co_consts=tuple([_sorted_consts(c) for c in value.co_consts]))
+        consts = value.co_consts
+        if sort_sets or _has_code(consts):
+            consts = tuple([_portable(c, filename, sort_sets) for c in consts])
+        if value.co_filename == filename:
+            return value.replace(co_filename="", co_consts=consts)
+        return value.replace(co_consts=consts)
+    if sort_sets:
+        if t is frozenset:
+            items = sorted([_portable(v, filename, True) for v in value], key=_sort_key)
+            return (FROZENSET_MARK,) + tuple(items)
+        if t is tuple:
+            return tuple([_portable(v, filename, True) for v in value])
     return value
+
+
+def _has_code(consts: tuple) -> bool:
+    for c in consts:
+        if type(c) is CodeType:
+            return True
+    return False
 
 
 def reduce_code(pickler: "Pickler", code: CodeType) -> tuple:
     """Reduce value of a code object (version-tagged marshal bytes)."""
     info = code_info(code)
-    return (_rebuild.code, (info.tag, info.data))
+    return (_rebuild.code, (info.tag, info.data, info.filename))
 
 
 # --------------------------------------------------------------------------------------------
@@ -285,7 +301,7 @@ def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
         extra,
     ))
     fn = _rebuild.function
-    return (fn, (info.tag, info.data, pickler._globals_token(gdict), closure_arg),
+    return (fn, (info.tag, info.data, info.filename, pickler._globals_token(gdict), closure_arg),
             state, None, None, fn)
 
 

@@ -25,24 +25,36 @@ cdef dict _CODE_CACHE = {}
 cdef Py_ssize_t _CODE_CACHE_MAX = 512
 
 
-cdef object _restore_sets(object value):
+cdef object _restored(object value, object filename, bint sets):
     cdef object t = type(value)
-    if t is tuple:
+    if t is _CodeType:
+        consts = value.co_consts
+        if sets or _has_code(consts):
+            consts = tuple([_restored(c, filename, sets) for c in consts])
+        if value.co_filename == "":
+            return value.replace(co_filename=filename, co_consts=consts)
+        return value.replace(co_consts=consts)
+    if sets and t is tuple:
         if value and type(value[0]) is str and value[0] == _MARK:
             return frozenset(value[1:])
-        return tuple([_restore_sets(v) for v in value])
-    if t is _CodeType:
-        return value.replace(co_consts=tuple([_restore_sets(c) for c in value.co_consts]))
+        return tuple([_restored(v, filename, True) for v in value])
     return value
 
 
-def code(tag, data):
+cdef bint _has_code(tuple consts):
+    for c in consts:
+        if type(c) is _CodeType:
+            return True
+    return False
+
+
+def code(tag, data, filename):
     """Rebuild a code object written by ``marshal`` on the same Python minor version."""
     cdef object cached = None
     if type(data) is bytes:
         cached = _CODE_CACHE.get(data)
-    if cached is not None and tag == _TAG:
-        return cached
+    if cached is not None and tag == _TAG and (<tuple>cached)[0] == filename:
+        return (<tuple>cached)[1]
     if tag != _TAG and tag != _TAG_SETS:
         version = tag.split("+")[0] if type(tag) is str else repr(tag)
         raise UnpicklingError(
@@ -55,11 +67,13 @@ def code(tag, data):
         raise UnpicklingError(f"corrupt code object in pickle: {exc}") from None
     if type(result) is not _CodeType:
         raise UnpicklingError(f"corrupt code object in pickle: got {type(result).__name__}")
-    if tag == _TAG_SETS:
-        return _restore_sets(result)
-    if len(_CODE_CACHE) >= _CODE_CACHE_MAX:
-        _CODE_CACHE.clear()
-    _CODE_CACHE[data] = result
+    if type(filename) is not str:
+        raise UnpicklingError("corrupt code object in pickle: file name is not a string")
+    result = _restored(result, filename, tag == _TAG_SETS)
+    if tag == _TAG:
+        if len(_CODE_CACHE) >= _CODE_CACHE_MAX:
+            _CODE_CACHE.clear()
+        _CODE_CACHE[data] = (filename, result)
     return result
 
 
@@ -84,10 +98,10 @@ def closure_cell(func, index):
     return closure[index]
 
 
-def function(a, b, c=None, d=None):
+def function(a, b, c=None, d=None, e=None):
     """Create a function, or fill one in.
 
-    ``function(tag, code_bytes, globals, closure)`` makes the function;
+    ``function(tag, code_bytes, filename, globals, closure)`` makes the function;
     ``function(func, state)`` is its state setter. One callable serves both so a pickle
     references a single global per function kind.
     """
@@ -96,11 +110,11 @@ def function(a, b, c=None, d=None):
             return _set_state(a, b)
         except (TypeError, ValueError, AttributeError, IndexError, KeyError) as exc:
             raise UnpicklingError(f"corrupt function state in pickle: {exc}") from None
-    return _make(a, b, c, d)
+    return _make(a, b, c, d, e)
 
 
-cdef object _make(object tag, object data, object globals_, object closure):
-    cdef object co = code(tag, data)
+cdef object _make(object tag, object data, object filename, object globals_, object closure):
+    cdef object co = code(tag, data, filename)
     cdef Py_ssize_t n, i
     if type(globals_) is not dict:
         raise UnpicklingError("corrupt function in pickle: globals is not a dict")

@@ -14,26 +14,39 @@ from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK
 
 # Code objects already unmarshalled, by their bytes: loading the same task function again and
 # again (the Ray/Dask pattern) skips marshal. Code objects are immutable, so sharing is safe.
-_CODE_CACHE: Dict[bytes, CodeType] = {}
+_CODE_CACHE: Dict[bytes, Tuple[Any, CodeType]] = {}
 _CODE_CACHE_MAX = 512
 
 
-def _restore_sets(value: Any) -> Any:
+def _restored(value: Any, filename: Any, sets: bool) -> Any:
+    """Undo ``_core_py._portable``: the file name back in, frozensets back from tuples."""
     t = type(value)
-    if t is tuple:
+    if t is CodeType:
+        consts = value.co_consts
+        if sets or _has_code(consts):
+            consts = tuple([_restored(c, filename, sets) for c in consts])
+        if value.co_filename == "":
+            return value.replace(co_filename=filename, co_consts=consts)
+        return value.replace(co_consts=consts)
+    if sets and t is tuple:
         if value and type(value[0]) is str and value[0] == FROZENSET_MARK:
             return frozenset(value[1:])
-        return tuple([_restore_sets(v) for v in value])
-    if t is CodeType:
-        return value.replace(co_consts=tuple([_restore_sets(c) for c in value.co_consts]))
+        return tuple([_restored(v, filename, True) for v in value])
     return value
 
 
-def code(tag: str, data: bytes) -> CodeType:
+def _has_code(consts: tuple) -> bool:
+    for c in consts:
+        if type(c) is CodeType:
+            return True
+    return False
+
+
+def code(tag: str, data: bytes, filename: Any) -> CodeType:
     """Rebuild a code object written by ``marshal`` on the same Python minor version."""
     cached = _CODE_CACHE.get(data) if type(data) is bytes else None
-    if cached is not None and tag == CODE_TAG:
-        return cached
+    if cached is not None and tag == CODE_TAG and cached[0] == filename:
+        return cached[1]
     if tag != CODE_TAG and tag != CODE_TAG_SETS:
         version = tag.split("+")[0] if type(tag) is str else repr(tag)
         raise UnpicklingError(
@@ -46,11 +59,13 @@ def code(tag: str, data: bytes) -> CodeType:
         raise UnpicklingError(f"corrupt code object in pickle: {exc}") from None
     if type(result) is not CodeType:
         raise UnpicklingError(f"corrupt code object in pickle: got {type(result).__name__}")
-    if tag == CODE_TAG_SETS:
-        return _restore_sets(result)
-    if len(_CODE_CACHE) >= _CODE_CACHE_MAX:
-        _CODE_CACHE.clear()
-    _CODE_CACHE[data] = result
+    if type(filename) is not str:
+        raise UnpicklingError("corrupt code object in pickle: file name is not a string")
+    result = _restored(result, filename, tag == CODE_TAG_SETS)
+    if tag == CODE_TAG:
+        if len(_CODE_CACHE) >= _CODE_CACHE_MAX:
+            _CODE_CACHE.clear()
+        _CODE_CACHE[data] = (filename, result)
     return result
 
 
@@ -75,10 +90,10 @@ def closure_cell(func: FunctionType, index: int) -> CellType:
     return closure[index]
 
 
-def function(a: Any, b: Any, c: Any = None, d: Any = None) -> FunctionType:
+def function(a: Any, b: Any, c: Any = None, d: Any = None, e: Any = None) -> FunctionType:
     """Create a function, or fill one in.
 
-    ``function(tag, code_bytes, globals, closure)`` makes the function;
+    ``function(tag, code_bytes, filename, globals, closure)`` makes the function;
     ``function(func, state)`` is its state setter. One callable serves both so a pickle
     references a single global per function kind: looking a global up costs more than the
     rest of a small lambda's pickle.
@@ -89,12 +104,12 @@ def function(a: Any, b: Any, c: Any = None, d: Any = None) -> FunctionType:
         except (TypeError, ValueError, AttributeError, IndexError, KeyError) as exc:
             # Fields of the wrong type: a corrupt or forged pickle, reported as such.
             raise UnpicklingError(f"corrupt function state in pickle: {exc}") from None
-    return _make(a, b, c, d)
+    return _make(a, b, c, d, e)
 
 
-def _make(tag: str, data: bytes, globals_: Dict[str, Any],
+def _make(tag: str, data: bytes, filename: Any, globals_: Dict[str, Any],
           closure: Union[None, int, tuple]) -> FunctionType:
-    co = code(tag, data)
+    co = code(tag, data, filename)
     if type(globals_) is not dict:
         raise UnpicklingError("corrupt function in pickle: globals is not a dict")
     if "__builtins__" not in globals_:

@@ -634,7 +634,7 @@ class _TreeBuilder:
                                                    Optional[str], Optional[int], Optional[str]]:
         """(qualname, module, file, line, code tag) of a by-value function.
 
-        The function is ``function(tag, code_bytes, globals, closure)`` filled in by
+        The function is ``function(tag, code_bytes, filename, globals, closure)`` filled in by
         ``function(func, state)`` with the state of ``_core_py.reduce_function``.
         """
         args = _items(call.args)
@@ -647,6 +647,8 @@ class _TreeBuilder:
             info = _code_info(blob)
             if info is not None:
                 qualname, filename, line = info
+        if len(args) > 2 and type(_lit(args[2])) is str:
+            filename = _lit(args[2])  # the marshalled code holds "" instead
         if state is not None:
             if type(_lit(state["qualname"])) is str:
                 qualname = _lit(state["qualname"])
@@ -654,8 +656,8 @@ class _TreeBuilder:
                 qualname = (qualname.rpartition(".")[0] + "." + _lit(state["name"])).lstrip(".")
             if type(_lit(state["module"])) is str:
                 module = _lit(state["module"])
-        if module is None and len(args) > 2:
-            for k, v in _items(args[2]):
+        if module is None and len(args) > 3:
+            for k, v in _items(args[3]):
                 if _lit(k) == "__name__" and type(_lit(v)) is str:
                     module = _lit(v)
         if type(tag) is str:
@@ -839,10 +841,11 @@ def _line(node: Node, total: int) -> str:
     pct = f"{100.0 * node.size / total:5.1f}%" if total else ""
     if node.kind == "function":
         what = f"function {node.module}.{node.name}" if node.module else f"function {node.name}"
-        if node.file:
+        if node.code_tag and node.code_tag != CODE_TAG:
+            where = f"{node.file}, " if node.file else ""
+            what += f"  ({where}code for Python {node.code_tag}, not decoded)"
+        elif node.file:
             what += f"  ({node.file}:{node.line})"
-        elif node.code_tag and node.code_tag != CODE_TAG:
-            what += f"  (code for Python {node.code_tag}, not decoded)"
     elif node.kind == "class":
         what = f"class {node.module}.{node.name}"
     elif node.kind == "module":
