@@ -9,7 +9,7 @@ What must hold: a truncated pickle always raises; a flipped or spliced one raise
 ``Exception`` or loads to some object; nothing crashes or hangs the interpreter.
 
 ``FASTFNPICKLE_FUZZ_CASES`` sets the number of mutated cases per implementation (default
-10,000; releases run 1,000,000, see docs/security.md).
+10,000; releases run 1,000,000, see the README, "Security and reliability").
 """
 
 import enum
@@ -639,7 +639,7 @@ def test_garbage_bytecode_inside_valid_code_loads_without_crash(impl: Any) -> No
     """A well-formed code object with nonsense bytecode: loading it must not crash.
 
     (Calling it may: bytecode is trusted by the interpreter. That is why untrusted pickles
-    must be signed; see docs/security.md.)
+    must be signed; see the README, "Security and reliability".)
     """
     import marshal
 

@@ -301,8 +301,8 @@ def test_importing_changes_nothing():
 
 
 def test_docs_embed_the_examples():
-    # The integration docs show the example scripts verbatim, so what users copy is what runs.
-    docs = (EXAMPLES.parent / "docs" / "integrations.md").read_text()
+    # The README shows the example scripts verbatim, so what users copy is what runs.
+    docs = (EXAMPLES.parent / "README.md").read_text()
     scripts = sorted(EXAMPLES.glob("*.py"))
     assert len(scripts) == 5
     for script in scripts:
