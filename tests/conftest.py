@@ -103,3 +103,36 @@ def load_in_subprocess(data: bytes, check: str, impl: Optional[Impl] = None) -> 
     """
     env = impl.env() if impl is not None else None
     return run_python(LOADER_PREAMBLE + textwrap.dedent(check), data, env=env)
+
+
+# Feature tables: {name: (build, check)}, where build() makes the objects and check is assert-only
+# source run with the loaded objects as ``obj``.
+
+def run_check(check: str, loaded: Any) -> None:
+    """Run a feature's ``check`` source against ``loaded`` in this process."""
+    exec(compile(textwrap.dedent(check), "<check>", "exec"),
+         {"obj": loaded, "__name__": "__check__"})
+
+
+def check_features_in_fresh_interpreter(impl: Impl, features: Dict[str, Any]) -> None:
+    """Pickle every feature's objects with ``impl`` and run all checks in one fresh interpreter,
+    reporting every failing feature (not only the first)."""
+    payload = {name: build() for name, (build, _) in features.items()}
+    checks = {name: check for name, (_, check) in features.items()}
+    out = load_in_subprocess(impl.dumps((payload, checks)), """
+        import textwrap
+        payload, checks = obj
+        failures = []
+        for name, check in checks.items():
+            try:
+                exec(textwrap.dedent(check), {"obj": payload[name], "__name__": "__main__"})
+            except BaseException as exc:
+                import traceback
+                failures.append(
+                    f"feature {name}: "
+                    + "".join(traceback.format_exception_only(type(exc), exc))
+                    + "".join(traceback.format_tb(exc.__traceback__)[-1:]))
+        assert not failures, "\\n".join(failures)
+        print(len(checks))
+    """, impl)
+    assert int(out) == len(features)

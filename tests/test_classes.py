@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, Tuple
 
 import pytest
 
-from conftest import load_in_subprocess, run_python
+from conftest import load_in_subprocess, run_check, run_python
 
 
 def build_methods() -> Any:
@@ -272,17 +272,12 @@ FEATURES: Dict[str, Tuple[Callable[[], Any], str]] = {
 }
 
 
-def _run_check(check: str, loaded: Any) -> None:
-    exec(compile(textwrap.dedent(check), "<check>", "exec"),
-         {"obj": loaded, "__name__": "__check__"})
-
-
 @pytest.mark.parametrize("feature", sorted(FEATURES))
 def test_round_trip_in_process(impl, feature: str) -> None:
     build, check = FEATURES[feature]
     # Fresh classes that this process has never pickled: the loaded ones are the originals.
     loaded = pickle.loads(impl.dumps(build()))
-    _run_check(check, loaded)
+    run_check(check, loaded)
 
 
 @pytest.mark.parametrize("feature", sorted(FEATURES))

@@ -6,13 +6,12 @@ import dataclasses
 import enum
 import pickle
 import sys
-import textwrap
 import typing
 from typing import Any, Callable, Dict, Tuple
 
 import pytest
 
-from conftest import load_in_subprocess
+from conftest import check_features_in_fresh_interpreter, load_in_subprocess, run_check
 
 
 def build_enums() -> Any:
@@ -253,37 +252,14 @@ assert typing.get_args(obj["callable"])[0] is P
 """)
 
 
-def _run_check(check: str, loaded: Any) -> None:
-    exec(compile(textwrap.dedent(check), "<check>", "exec"),
-         {"obj": loaded, "__name__": "__check__"})
-
-
 @pytest.mark.parametrize("feature", sorted(FEATURES))
 def test_round_trip_in_process(impl, feature: str) -> None:
     build, check = FEATURES[feature]
-    _run_check(check, pickle.loads(impl.dumps(build())))
+    run_check(check, pickle.loads(impl.dumps(build())))
 
 
 def test_all_features_in_fresh_interpreter(impl) -> None:
-    payload = {name: build() for name, (build, _) in FEATURES.items()}
-    checks = {name: check for name, (_, check) in FEATURES.items()}
-    out = load_in_subprocess(impl.dumps((payload, checks)), """
-        import textwrap
-        payload, checks = obj
-        failures = []
-        for name, check in checks.items():
-            try:
-                exec(textwrap.dedent(check), {"obj": payload[name], "__name__": "__main__"})
-            except BaseException as exc:
-                import traceback
-                failures.append(
-                    f"feature {name}: "
-                    + "".join(traceback.format_exception_only(type(exc), exc))
-                    + "".join(traceback.format_tb(exc.__traceback__)[-1:]))
-        assert not failures, "\\n".join(failures)
-        print(len(checks))
-    """, impl)
-    assert int(out) == len(FEATURES)
+    check_features_in_fresh_interpreter(impl, FEATURES)
 
 
 def test_enum_members_identical_in_one_process(impl) -> None:

@@ -8,7 +8,6 @@ interpreter per implementation.
 
 import base64
 import functools
-import os
 import pickle
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from typing import Any, Callable, Dict, Tuple
 
 import pytest
 
-from conftest import load_in_subprocess, run_python
+from conftest import check_features_in_fresh_interpreter, load_in_subprocess, run_check, run_python
 
 
 def dyn_namespace(source: str, module_name: str) -> Dict[str, Any]:
@@ -331,38 +330,14 @@ assert v.__name__ == "V" and obj["get"](None, 5) == 5
 """)
 
 
-def _run_check(check: str, loaded: Any) -> None:
-    exec(compile(textwrap.dedent(check), "<check>", "exec"),
-         {"obj": loaded, "__name__": "__check__"})
-
-
 @pytest.mark.parametrize("feature", sorted(FEATURES))
 def test_round_trip_in_process(impl, feature: str) -> None:
     build, check = FEATURES[feature]
-    _run_check(check, pickle.loads(impl.dumps(build())))
+    run_check(check, pickle.loads(impl.dumps(build())))
 
 
 def test_all_features_in_fresh_interpreter(impl) -> None:
-    payload = {name: build() for name, (build, _) in FEATURES.items()}
-    checks = {name: check for name, (_, check) in FEATURES.items()}
-    data = impl.dumps((payload, checks))
-    out = load_in_subprocess(data, """
-        import textwrap
-        payload, checks = obj
-        failures = []
-        for name, check in checks.items():
-            try:
-                exec(textwrap.dedent(check), {"obj": payload[name], "__name__": "__main__"})
-            except BaseException as exc:
-                import traceback
-                failures.append(
-                    f"feature {name}: "
-                    + "".join(traceback.format_exception_only(type(exc), exc))
-                    + "".join(traceback.format_tb(exc.__traceback__)[-1:]))
-        assert not failures, "\\n".join(failures)
-        print(len(checks))
-    """, impl)
-    assert int(out) == len(FEATURES)
+    check_features_in_fresh_interpreter(impl, FEATURES)
 
 
 # --------------------------------------------------------------------------------------------
@@ -406,7 +381,7 @@ assert type(obj["inst"]) is obj["cls"] and obj["inst"].total == 4
 
 
 def _check_main_payload(data: bytes, impl) -> None:
-    _run_check(CHECK_MAIN, pickle.loads(data))
+    run_check(CHECK_MAIN, pickle.loads(data))
     load_in_subprocess(data, CHECK_MAIN, impl)
 
 

@@ -2,7 +2,6 @@
 views, loggers, WeakSets, bound methods, method wrappers, descriptors, typing constructs,
 singletons, the ``types`` module's types, and protocol-5 out-of-band buffers."""
 
-import base64
 import collections
 import logging
 import pickle
@@ -15,7 +14,7 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
 
-from conftest import load_in_subprocess, run_python
+from conftest import check_features_in_fresh_interpreter, load_in_subprocess, run_check
 
 
 def build_code_and_cells() -> Any:
@@ -235,37 +234,14 @@ FEATURES: Dict[str, Tuple[Callable[[], Any], str]] = {
 }
 
 
-def _run_check(check: str, loaded: Any) -> None:
-    exec(compile(textwrap.dedent(check), "<check>", "exec"),
-         {"obj": loaded, "__name__": "__check__"})
-
-
 @pytest.mark.parametrize("feature", sorted(FEATURES))
 def test_round_trip_in_process(impl, feature: str) -> None:
     build, check = FEATURES[feature]
-    _run_check(check, pickle.loads(impl.dumps(build())))
+    run_check(check, pickle.loads(impl.dumps(build())))
 
 
 def test_all_features_in_fresh_interpreter(impl) -> None:
-    payload = {name: build() for name, (build, _) in FEATURES.items()}
-    checks = {name: check for name, (_, check) in FEATURES.items()}
-    out = load_in_subprocess(impl.dumps((payload, checks)), """
-        import textwrap
-        payload, checks = obj
-        failures = []
-        for name, check in checks.items():
-            try:
-                exec(textwrap.dedent(check), {"obj": payload[name], "__name__": "__main__"})
-            except BaseException as exc:
-                import traceback
-                failures.append(
-                    f"feature {name}: "
-                    + "".join(traceback.format_exception_only(type(exc), exc))
-                    + "".join(traceback.format_tb(exc.__traceback__)[-1:]))
-        assert not failures, "\\n".join(failures)
-        print(len(checks))
-    """, impl)
-    assert int(out) == len(FEATURES)
+    check_features_in_fresh_interpreter(impl, FEATURES)
 
 
 def test_code_object_round_trip_is_equal(impl) -> None:

@@ -12,7 +12,6 @@ analysis, no caching and no by-reference handling. It applies to function worklo
 import builtins
 import dataclasses
 import importlib
-import io
 import marshal
 import pickle
 import sys

@@ -15,7 +15,6 @@ import sys
 import threading
 import weakref
 from functools import partial
-from pickle import PicklingError
 from types import CellType, CodeType, FunctionType, ModuleType
 
 from cpython.object cimport PyObject, PyTypeObject

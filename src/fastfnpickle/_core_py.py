@@ -11,7 +11,6 @@ import pickle
 import sys
 import threading
 import weakref
-from pickle import PicklingError
 from types import CellType, CodeType, FunctionType, ModuleType
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
