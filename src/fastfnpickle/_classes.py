@@ -61,7 +61,7 @@ _ID_BY_TYPEVAR: Dict[int, Tuple[Any, str]] = {}
 
 # Builtin types that cannot be found as module.qualname (types.FunctionType is
 # ``builtins.function``, which does not exist): pickled as ``getattr(types, name)``.
-_SPECIAL_TYPES: Dict[type, tuple] = {
+SPECIAL_TYPES: Dict[type, tuple] = {
     type(None): (type, (None,)),
     type(Ellipsis): (type, (Ellipsis,)),
     type(NotImplemented): (type, (NotImplemented,)),
@@ -84,9 +84,9 @@ def _found_by_name(module_name: Any, qualname: Any, obj: Any) -> bool:
 
 for _name in sorted(vars(types)):
     _obj = getattr(types, _name)
-    if (isinstance(_obj, type) and _obj not in _SPECIAL_TYPES
+    if (isinstance(_obj, type) and _obj not in SPECIAL_TYPES
             and not _found_by_name(_obj.__module__, _obj.__qualname__, _obj)):
-        _SPECIAL_TYPES[_obj] = (getattr, (types, _name))
+        SPECIAL_TYPES[_obj] = (getattr, (types, _name))
 del _name, _obj
 
 _DYNAMIC_MODULES = frozenset({"__main__", "__mp_main__"})
@@ -137,6 +137,9 @@ def _content_digest(cls: type) -> str:
 
 def class_id(cls: type) -> str:
     """Content-derived id of a class pickled by value; stable across processes."""
+    cid = _known_id(cls)
+    if cid is not None:
+        return cid
     with _LOCK:
         cid = _known_id(cls)
         if cid is None:
@@ -190,7 +193,7 @@ def reduce_class(pickler: Any, cls: type) -> Any:
     """Reduce value of a class: NotImplemented when importable by name, else by value."""
     meta = type(cls)
     if meta is type:
-        special = _SPECIAL_TYPES.get(cls)
+        special = SPECIAL_TYPES.get(cls)
         if special is not None:
             return special
     else:
@@ -210,35 +213,54 @@ def _reduce_by_value(pickler: Any, cls: type) -> tuple:
     for key in ("__slots__", "__orig_bases__"):
         if key in d:
             skeleton[key] = d[key]
-    skip = _SKIP
-    members: Dict[str, Any] = {}
+    skip: FrozenSet[str] = _SKIP
     if isinstance(cls, enum.EnumMeta):
-        skip = skip | _ENUM_SKIP
-        for name, member in cls.__members__.items():
-            members[name] = member._value_
-    stable = pickler._stable
+        members = {name: member._value_ for name, member in cls.__members__.items()}
+        skip = skip | _ENUM_SKIP | members.keys()
+        skeleton.update(members)
     attrs: Dict[str, Any] = {}
     for key, value in d.items():
-        if key in skip or key in members:
+        if key in skip:
             continue
         t = type(value)
-        if (t is MemberDescriptorType or t is GetSetDescriptorType) and value.__objclass__ is cls:
-            continue  # made from __slots__ when the class is rebuilt
-        attrs[key] = stable(value)
-    skeleton.update(members)
+        if t is MemberDescriptorType or t is GetSetDescriptorType:
+            if value.__objclass__ is cls:
+                continue  # made from __slots__ when the class is rebuilt
+        elif t is set or t is frozenset:
+            value = pickler._stable(value)
+        attrs[key] = value
+    # The commonest metaclass and bases are left implicit: every global a pickle names costs
+    # a module lookup when it is written, more than the rest of a small class.
+    meta = type(cls)
+    bases = cls.__bases__
+    make = _rebuild.make_class
     return (
-        _rebuild.make_class,
-        (type(cls), cls.__name__, cls.__bases__, skeleton, class_id(cls)),
+        make,
+        (None if meta is type else meta, cls.__name__, () if bases == (object,) else bases,
+         skeleton, class_id(cls)),
         (attrs, _abc_registry(cls)),
         None,
         None,
-        _rebuild.set_class_state,
+        make,
     )
 
 
-def make_class(metaclass: type, name: str, bases: tuple, skeleton: Dict[str, Any],
-               cid: str) -> type:
-    """The class with id ``cid``: the one already in this process, else a new skeleton."""
+def make_class(a: Any, b: Any, bases: Any = None, skeleton: Any = None,
+               cid: Any = None) -> type:
+    """Make a class, or fill one in.
+
+    ``make_class(metaclass, name, bases, skeleton, cid)`` gives the class with id ``cid``: the
+    one already in this process, else a new skeleton (``metaclass`` None means ``type``);
+    ``make_class(cls, state)`` is its state setter (:func:`set_class_state`). One callable
+    serves both so a pickle names one global per class.
+    """
+    if cid is None:
+        return set_class_state(a, b)
+    return _make_class(type if a is None else a, b, bases, skeleton, cid)
+
+
+def _make_class(metaclass: type, name: str, bases: tuple, skeleton: Dict[str, Any],
+                cid: str) -> type:
     with _LOCK:
         existing = _CLASS_BY_ID.get(cid)
         if existing is not None:

@@ -17,7 +17,7 @@ import weakref
 from functools import partial
 from types import CellType, CodeType, FunctionType, ModuleType
 
-from cpython.object cimport PyObject, PyTypeObject
+from cpython.object cimport PyObject, PyTypeObject, Py_TPFLAGS_HEAPTYPE
 from cpython.dict cimport PyDict_GetItem
 from cpython.type cimport PyType_Check
 from cpython.module cimport PyModule_Check
@@ -456,6 +456,7 @@ cdef object reduce_cell(object pickler, object cell):
 # --------------------------------------------------------------------------------------------
 # The pickler
 
+cdef dict _SPECIAL_TYPES = _classes.SPECIAL_TYPES
 cdef object _CellRef = CellRef
 cdef object _StableSet = StableSet
 cdef dict _SHARED_DISPATCH = _reducers.DISPATCH
@@ -496,6 +497,10 @@ class Pickler(pickle.Pickler):
         if reducer is not NULL:
             return (<object>reducer)(self, obj)
         if PyType_Check(obj):
+            if not ((<PyTypeObject*>obj).tp_flags & Py_TPFLAGS_HEAPTYPE):
+                # A static (C) type: never by value; by name unless it has a special form.
+                reducer = PyDict_GetItem(_SPECIAL_TYPES, obj)
+                return NotImplemented if reducer is NULL else <object>reducer
             return _classes.reduce_class(self, obj)
         if PyModule_Check(obj):
             return _modules.reduce_module(self, obj)

@@ -406,6 +406,8 @@ def reduce_cell(pickler: "Pickler", cell: CellType) -> tuple:
 # --------------------------------------------------------------------------------------------
 # The pickler
 
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE
+
 _HOT_DISPATCH = {
     CodeType: reduce_code,
     CellType: reduce_cell,
@@ -447,6 +449,9 @@ class Pickler(pickle.Pickler):
         if reducer is not None:
             return reducer(self, obj)
         if isinstance(obj, type):
+            if not obj.__flags__ & _HEAPTYPE:
+                # A static (C) type: never by value; by name unless it has a special form.
+                return _classes.SPECIAL_TYPES.get(obj, NotImplemented)
             return _classes.reduce_class(self, obj)
         if isinstance(obj, ModuleType):
             return _modules.reduce_module(self, obj)

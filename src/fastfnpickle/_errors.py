@@ -429,7 +429,7 @@ def _class_children(cls: type, rv: Any) -> Iterator[Child]:
         return
     # Layout: see _classes._reduce_by_value.
     metaclass, _name, bases, skeleton, _cid = rv[1]
-    if metaclass is not type:
+    if metaclass is not None and metaclass is not type:  # None stands for type
         yield ("type(", ")"), metaclass
     for i, base in enumerate(bases):
         yield ("", f".__bases__[{i}]"), base

@@ -62,9 +62,9 @@ def dict_view(mapping: Any, kind: str) -> Any:
 
 
 # Class-level reconstructors live with the class registry they use.
-from ._classes import make_class, make_typevar, set_class_state  # noqa: E402
+from ._classes import make_class, make_typevar  # noqa: E402
 
-for _name in ("make_class", "set_class_state", "make_typevar"):
+for _name in ("make_class", "make_typevar"):
     _export(globals()[_name], _name)
 del _name
 

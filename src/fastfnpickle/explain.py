@@ -292,7 +292,7 @@ _LITERAL_OPS = frozenset({
 })
 # fastfnpickle._rebuild callables that fill in an object made earlier: ``setter(obj, state)``.
 # ``function`` both makes a function (4 arguments) and fills one (2 arguments).
-_SETTERS = frozenset({"function", "set_class_state", "set_module_state", "fill_cell"})
+_SETTERS = frozenset({"function", "make_class", "set_module_state", "fill_cell"})
 
 
 class _Reader:
@@ -503,6 +503,8 @@ def _rebuild_name(call: Any) -> Optional[str]:
     if type(f) is _Glob and f.module == _REBUILD:
         if f.name == "function":
             return "make_function" if len(_items(call.args)) >= 3 else "function_state"
+        if f.name == "make_class" and len(_items(call.args)) < 3:
+            return "class_state"
         return f.name
     return None
 
@@ -716,7 +718,8 @@ class _TreeBuilder:
         path = node.path
         if args:
             meta = _deref(args[0])
-            if not (type(meta) is _Glob and meta.module == "builtins"):
+            if not (type(meta) is _Glob and meta.module == "builtins") and not (
+                    type(meta) is _Lit and meta.value is None):
                 node.children.append(self._node(args[0], f"type({path})"))
         if len(args) > 2:
             for i, base in enumerate(_items(args[2])):
