@@ -128,7 +128,7 @@ def _content_digest(cls: type) -> str:
         repr(cls.__module__), cls.__qualname__, type(cls).__qualname__,
         ",".join(f"{b.__module__}.{b.__qualname__}" for b in cls.__bases__),
     ]
-    for key, value in cls.__dict__.items():
+    for key, value in cls.__dict__.copy().items():  # a copy: other threads may add to it
         if key != "__slotnames__":
             parts.append(f"{key}={_digest_part(value)}")
     return hashlib.blake2b("\n".join(parts).encode("utf-8", "backslashreplace"),
@@ -208,7 +208,9 @@ def reduce_class(pickler: Any, cls: type) -> Any:
 
 
 def _reduce_by_value(pickler: Any, cls: type) -> tuple:
-    d = cls.__dict__
+    # A copy, made atomically: pickling an instance on another thread can add copyreg's
+    # __slotnames__ to the class dict while we read it.
+    d = cls.__dict__.copy()
     skeleton: Dict[str, Any] = {"__module__": cls.__module__, "__qualname__": cls.__qualname__}
     for key in ("__slots__", "__orig_bases__"):
         if key in d:
