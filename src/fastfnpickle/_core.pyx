@@ -301,7 +301,9 @@ cdef object reduce_function(object pickler, object func):
         _bind_rebuild()
     cdef PyFunctionObject* f = <PyFunctionObject*>func
     qualname = _field(f.func_qualname)
-    if func in _OWN_FUNCTIONS or _is_by_reference(func, qualname, pickler._by_value):
+    if func in _OWN_FUNCTIONS:
+        return qualname  # a reconstructor: saved as the global it is (see reducer_override)
+    if _is_by_reference(func, qualname, pickler._by_value):
         return NotImplemented
     code = <object>f.func_code
     cdef CodeInfo info = code_info(code)
@@ -457,6 +459,7 @@ cdef object reduce_cell(object pickler, object cell):
 # The pickler
 
 cdef dict _SPECIAL_TYPES = _classes.SPECIAL_TYPES
+cdef object _CYFUNCTION_TYPE = type(_sort_key)  # the type of Cython-compiled functions
 cdef object _CellRef = CellRef
 cdef object _StableSet = StableSet
 cdef dict _SHARED_DISPATCH = _reducers.DISPATCH
@@ -493,6 +496,13 @@ class Pickler(pickle.Pickler):
             return reduce_stable_set(self, obj)
         if t is _CellRef:
             return (_rebuild.closure_cell, (obj.func, obj.index))
+        if t is _CYFUNCTION_TYPE:
+            if _FUNCTION is None:
+                _bind_rebuild()
+            if obj in _OWN_FUNCTIONS:
+                # A compiled reconstructor, met once per pickle: naming the global here skips
+                # the C pickler's slower __reduce_ex__ route to the same bytes.
+                return obj.__qualname__
         cdef PyObject* reducer = PyDict_GetItem(_SHARED_DISPATCH, t)
         if reducer is not NULL:
             return (<object>reducer)(self, obj)
@@ -554,8 +564,12 @@ cdef _dump(object pickler, object obj):
 
 cdef _clear(object pickler):
     _C_CLEAR_MEMO(pickler)
-    (<dict>pickler._tokens).clear()
-    (<dict>pickler._closure_cells).clear()
+    cdef dict tokens = pickler._tokens
+    cdef dict cells = pickler._closure_cells
+    if tokens:
+        tokens.clear()
+    if cells:
+        cells.clear()
 
 
 # One reusable pickler per thread for dumps() at the default protocol: building a pickler

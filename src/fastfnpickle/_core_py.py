@@ -256,7 +256,9 @@ def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
     arguments hold nothing of the user's, so the function is created and memoized before any
     captured value is pickled, and cycles through globals or cells resolve through the memo.
     """
-    if func in _rebuild.OWN_FUNCTIONS or _is_by_reference(func, pickler._by_value):
+    if func in _rebuild.OWN_FUNCTIONS:
+        return func.__qualname__  # a reconstructor: saved as the global it is
+    if _is_by_reference(func, pickler._by_value):
         return NotImplemented
     code = func.__code__
     info = code_info(code)

@@ -22,17 +22,7 @@ def _export(fn: _F, name: str) -> _F:
     return fn
 
 
-_function = _load.function
-
-
-def function(a: Any, b: Any, c: Any = None, d: Any = None, e: Any = None) -> Any:
-    """Create a function ``(tag, code_bytes, filename, globals, closure)`` or fill one
-    ``(func, state)``.
-
-    A plain Python function on purpose: the C pickler saves one as a global directly, while a
-    compiled function takes a slower ``__reduce_ex__`` detour on every pickle.
-    """
-    return _function(a, b, c, d, e)
+function = _export(_load.function, "function")
 code = _export(_load.code, "code")
 make_cell = _export(_load.make_cell, "make_cell")
 fill_cell = _export(_load.fill_cell, "fill_cell")
