@@ -16,6 +16,7 @@ import enum
 import io
 import os
 import pickle
+import pickletools
 import selectors
 import struct
 import subprocess
@@ -399,14 +400,18 @@ def _hits_cpython_bytearray8_bug(data: bytes) -> bool:
         pickle.loads(b"\x80\x05\x96" + (2**62).to_bytes(8, "little") + b"abc.")
 
     Such input can only be refused as truncated by a correct CPython, so skipping it loses no
-    coverage of fastfnpickle. Errs on the side of skipping (any 0x96 byte counts).
+    coverage of fastfnpickle. The opcodes are walked as the unpickler reads them (without
+    running anything), so only a BYTEARRAY8 *opcode* counts, not a 0x96 byte inside data.
     """
-    i = data.find(BYTEARRAY8)
-    while i >= 0:
-        length = int.from_bytes(data[i + 1:i + 9], "little")
-        if length > len(data) - i - 9:
-            return True
-        i = data.find(BYTEARRAY8, i + 1)
+    if BYTEARRAY8 not in data:
+        return False
+    try:
+        for _ in pickletools.genops(data):
+            pass
+    except ValueError as exc:
+        return "bytearray8" in str(exc)
+    except Exception:
+        return False
     return False
 
 

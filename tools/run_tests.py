@@ -42,11 +42,13 @@ VENVS = os.path.join(ROOT, ".venvs")
 SUPPORTED = [(3, 9), (3, 10), (3, 11), (3, 12), (3, 13)]
 HEAVY = (3, 11)
 # Only 3.11 gets the integration stack: torch ships a local CPU wheel for it only.
+# Same pins as pyproject's extras (torch exactly: a looser pin can pull a multi-GB CUDA build).
 INTEGRATION_PACKAGES = [
-    "torch==2.13.0", "joblib", "dask[distributed]", "cloudpickle", "dill", "pytest-benchmark",
+    "torch==2.13.0", "joblib>=1.6,<2", "dask[distributed]>=2026.8", "cloudpickle>=3.1,<3.2",
+    "dill>=0.4,<0.5", "pytest-benchmark>=4",
 ]
 # Bump when the install recipe changes so existing venvs are rebuilt.
-RECIPE = 1
+RECIPE = 2
 MAX_LISTED = 25  # failing tests listed per interpreter in the summary
 NO_EXT = "FASTFNPICKLE_NO_EXTENSIONS"
 REQUIRE_EXT = "FASTFNPICKLE_REQUIRE_EXTENSIONS"
