@@ -158,7 +158,7 @@ def build_closures() -> Any:
         z = 1
 
         def read():
-            return z
+            return z  # noqa: F821 (the cell is emptied below)
         del z
         return read
 
@@ -824,6 +824,22 @@ def build_main_module() -> Any:
          "class K:\n    def method(self):\n        return f(5)\n"
          "g = lambda: [K.__name__, SCALE]\n", main.__dict__)
     return {"f": main.f, "K": main.K, "g": main.g}
+
+
+def probe_big(o: Any) -> Any:
+    return (o["total"](), [f(1) for f in o["many"][:5]], len(o["many"]), o["many"][-1](2))
+
+
+@item(probe_big)
+def build_big() -> Any:
+    # Past the per-thread pickler's reuse limit and over several 64 KiB frames.
+    blob = bytes(range(256)) * 400
+
+    def total():
+        return sum(blob[::97])
+
+    many = [(lambda k: (lambda x: x * k + len(blob)))(k) for k in range(600)]
+    return {"total": total, "many": many}
 
 
 if numpy is not None:
