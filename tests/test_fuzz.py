@@ -34,6 +34,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import run_python
+from fastfnpickle._format import seal, unseal
 
 N_CASES = int(os.environ.get("FASTFNPICKLE_FUZZ_CASES", "10000"))
 BATCH = 100  # mutated cases per hypothesis example
@@ -652,10 +653,10 @@ def test_garbage_bytecode_inside_valid_code_loads_without_crash(impl: Any) -> No
         args = list(rv[1])
         for i, a in enumerate(args):
             if type(a) is bytes:
-                code = marshal.loads(a)
+                code = marshal.loads(unseal(a))
                 bad = code.replace(co_code=bytes([0xFF, 0xFF]) * (len(code.co_code) // 2),
                                    co_names=(), co_consts=())
-                args[i] = marshal.dumps(bad, 2)
+                args[i] = seal(marshal.dumps(bad, 2))
         return (rv[0], tuple(args)) + rv[2:]
 
     data = _dumps_with(_corrupting_pickler(impl, garbage_code), lambda x: x + 1)

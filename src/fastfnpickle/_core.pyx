@@ -40,7 +40,7 @@ cdef extern from "Python.h":
 
 from . import _bytecode as B
 from . import _classes, _errors, _modules, _rebuild, _reducers
-from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, PicklingRecursionError
+from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, PicklingRecursionError, seal
 
 DEFAULT_PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -123,7 +123,7 @@ cpdef CodeInfo code_info(object code):
     cdef list chains = []
     cdef bint has_sets = _scan_code(code, names, chains, set(), set())
     filename = code.co_filename
-    data = _marshal_dumps(_portable(code, filename, has_sets), 2)
+    data = seal(_marshal_dumps(_portable(code, filename, has_sets), 2))
     cdef CodeInfo info = CodeInfo(CODE_TAG_SETS if has_sets else CODE_TAG, data, filename,
                                   tuple(names), tuple(chains), _derived_doc(code))
     ref = _weakref(code, partial(_forget, key=key))

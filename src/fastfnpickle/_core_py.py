@@ -16,7 +16,7 @@ from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 from . import _bytecode as B
 from . import _classes, _errors, _modules, _rebuild, _reducers
-from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, PicklingRecursionError
+from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, PicklingRecursionError, seal
 
 DEFAULT_PROTOCOL: int = pickle.HIGHEST_PROTOCOL
 
@@ -69,7 +69,7 @@ def code_info(code: CodeType) -> CodeInfo:
     filename = code.co_filename
     # marshal format 2 writes no back-references: format 3+ flags objects by their reference
     # count, so its bytes change when anything else holds a constant.
-    data = marshal.dumps(_portable(code, filename, has_sets), 2)
+    data = seal(marshal.dumps(_portable(code, filename, has_sets), 2))
     info = CodeInfo(CODE_TAG_SETS if has_sets else CODE_TAG, data, filename,
                     tuple(names), tuple(chains), _derived_doc(code))
     ref = weakref.ref(code, lambda r, key=key: _forget(r, key))

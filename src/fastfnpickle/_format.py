@@ -1,7 +1,8 @@
 """Constants of the pickle format that both twins must agree on."""
 
 import sys
-from pickle import PicklingError
+import zlib
+from pickle import PicklingError, UnpicklingError
 
 # Tag every encoded code object carries: bytecode only loads on the minor version that made it.
 CODE_TAG: str = "%d.%d" % sys.version_info[:2]
@@ -24,3 +25,21 @@ class PicklingRecursionError(PicklingError, RecursionError):
     A :class:`~pickle.PicklingError` as promised, and still the :class:`RecursionError` the
     stdlib raises, so code that catches either keeps working.
     """
+
+
+# Encoded code objects carry a CRC-32 of their marshal bytes in front: marshal trusts its input,
+# and a damaged code object can crash the interpreter, so damage must be caught before it.
+# (A checksum catches accidents; deliberate tampering is what signed pickles are for.)
+def seal(code_bytes: bytes) -> bytes:
+    """``code_bytes`` with its checksum in front."""
+    return zlib.crc32(code_bytes).to_bytes(4, "little") + code_bytes
+
+
+def unseal(data: bytes) -> memoryview:
+    """The marshal bytes of sealed ``data``; :class:`UnpicklingError` if they were damaged."""
+    if type(data) is not bytes or len(data) < 5:
+        raise UnpicklingError("corrupt code object in pickle: too short")
+    body = memoryview(data)[4:]
+    if zlib.crc32(body) != int.from_bytes(data[:4], "little"):
+        raise UnpicklingError("corrupt code object in pickle: checksum mismatch (damaged bytes)")
+    return body

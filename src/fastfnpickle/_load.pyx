@@ -10,7 +10,7 @@ import marshal
 from pickle import UnpicklingError
 from types import CellType, CodeType, FunctionType
 
-from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK
+from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, unseal
 
 cdef object _CellType = CellType
 cdef object _CodeType = CodeType
@@ -61,8 +61,9 @@ def code(tag, data, filename):
             f"this pickle holds a function compiled by Python {version}; this interpreter is "
             f"Python {_TAG}, and bytecode only loads on the minor version that made it"
         )
+    body = unseal(data)
     try:
-        result = _marshal_loads(data)
+        result = _marshal_loads(body)
     except (ValueError, EOFError, TypeError) as exc:
         raise UnpicklingError(f"corrupt code object in pickle: {exc}") from None
     if type(result) is not _CodeType:

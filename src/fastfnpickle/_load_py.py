@@ -10,7 +10,7 @@ from pickle import UnpicklingError
 from types import CellType, CodeType, FunctionType
 from typing import Any, Dict, Optional, Tuple, Union
 
-from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK
+from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, unseal
 
 # Code objects already unmarshalled, by their bytes: loading the same task function again and
 # again (the Ray/Dask pattern) skips marshal. Code objects are immutable, so sharing is safe.
@@ -53,8 +53,9 @@ def code(tag: str, data: bytes, filename: Any) -> CodeType:
             f"this pickle holds a function compiled by Python {version}; this interpreter is "
             f"Python {CODE_TAG}, and bytecode only loads on the minor version that made it"
         )
+    body = unseal(data)
     try:
-        result = marshal.loads(data)
+        result = marshal.loads(body)
     except (ValueError, EOFError, TypeError) as exc:
         raise UnpicklingError(f"corrupt code object in pickle: {exc}") from None
     if type(result) is not CodeType:

@@ -12,7 +12,7 @@ it is first written, and later uses cost only the few bytes of the memo referenc
 import sys
 from typing import Any, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple
 
-from ._format import CODE_TAG, CODE_TAG_SETS, STATE_FIELDS
+from ._format import CODE_TAG, CODE_TAG_SETS, STATE_FIELDS, unseal
 
 _REBUILD = "fastfnpickle._rebuild"
 # Globals the pickler itself writes as machinery, not as the user's references.
@@ -818,7 +818,7 @@ def _code_info(blob: bytes) -> Optional[Tuple[str, str, int]]:
     from types import CodeType
 
     try:
-        code = marshal.loads(blob)
+        code = marshal.loads(unseal(blob))
     except Exception:
         return None
     if type(code) is not CodeType:
