@@ -96,12 +96,13 @@ def by_reference(obj: Any, qualname: Any, registered: FrozenSet[str]) -> bool:
     """Whether ``obj`` (a class or TypeVar) is importable as ``obj.__module__`` + ``qualname``
     and its module is not in ``registered`` (the by-value registry as the pickle started)."""
     module_name = getattr(obj, "__module__", None)
+    if type(module_name) is not str:  # nothing to import it by (and maybe not comparable)
+        return False
     if module_name == "builtins":
         return True
     if module_name in _DYNAMIC_MODULES:
         return False
-    if type(module_name) is str and registered and _modules.is_by_value_name(module_name,
-                                                                             registered):
+    if registered and _modules.is_by_value_name(module_name, registered):
         return False
     return _found_by_name(module_name, qualname, obj)
 
@@ -109,24 +110,41 @@ def by_reference(obj: Any, qualname: Any, registered: FrozenSet[str]) -> bool:
 # --------------------------------------------------------------------------------------------
 # Class ids
 
-def _digest_part(value: Any) -> str:
+_SCALARS = (int, float, complex, str, bytes, bool, type(None))
+
+
+def _digest_part(value: Any, depth: int = 0) -> str:
+    """A deterministic description of a class attribute for the content digest."""
+    # Exact types only: class attributes may be proxies whose __getattr__ raises or recurses.
+    t = type(value)
     func = value
-    if isinstance(value, (classmethod, staticmethod)):
+    if t is classmethod or t is staticmethod:
         func = value.__func__
-    elif isinstance(value, property):
+    elif t is property:
         func = value.fget
-    code = getattr(func, "__code__", None)
+    code = func.__code__ if type(func) is types.FunctionType else None
     if code is not None:
-        return f"code:{code.co_filename}:{code.co_firstlineno}:{code.co_code.hex()}"
-    if value is None or type(value) in (int, float, str, bytes, bool):
+        # The encoded code (constants included, file name aside) is cached per code object.
+        from ._impl import core
+
+        return f"code:{code.co_filename}:{core.code_info(code).data.hex()}"
+    if t in _SCALARS:
         return repr(value)
-    return type(value).__qualname__
+    if depth < 3 and t in (tuple, list) and len(value) <= 64:
+        return f"{t.__name__}[{','.join(_digest_part(v, depth + 1) for v in value)}]"
+    if depth < 3 and t in (set, frozenset) and len(value) <= 64:
+        return f"{t.__name__}{{{','.join(sorted(_digest_part(v, depth + 1) for v in value))}}}"
+    if depth < 3 and t is dict and len(value) <= 64:
+        items = (f"{_digest_part(k, depth + 1)}:{_digest_part(v, depth + 1)}"
+                 for k, v in value.items())
+        return f"dict{{{','.join(items)}}}"
+    return t.__qualname__
 
 
 def _content_digest(cls: type) -> str:
     parts: List[str] = [
-        repr(cls.__module__), cls.__qualname__, type(cls).__qualname__,
-        ",".join(f"{b.__module__}.{b.__qualname__}" for b in cls.__bases__),
+        _digest_part(cls.__module__), str(cls.__qualname__), type(cls).__qualname__,
+        ",".join(f"{_digest_part(b.__module__)}.{b.__qualname__}" for b in cls.__bases__),
     ]
     for key, value in cls.__dict__.copy().items():  # a copy: other threads may add to it
         if key != "__slotnames__":
@@ -160,7 +178,7 @@ def class_id(cls: type) -> str:
 # Created by the metaclass itself when the class is rebuilt, or only meaningful in this process.
 _SKIP = frozenset({
     "__dict__", "__weakref__", "_abc_impl", "__module__", "__qualname__", "__slots__",
-    "__orig_bases__",
+    "__orig_bases__", "__class__",
     "__slotnames__",  # copyreg's cache, added to the class the first time an instance pickles
 })
 _ENUM_SKIP = frozenset({
@@ -212,7 +230,9 @@ def _reduce_by_value(pickler: Any, cls: type) -> tuple:
     # __slotnames__ to the class dict while we read it.
     d = cls.__dict__.copy()
     skeleton: Dict[str, Any] = {"__module__": cls.__module__, "__qualname__": cls.__qualname__}
-    for key in ("__slots__", "__orig_bases__"):
+    # Needed at creation: __slots__ makes the layout, Generic checks __orig_bases__, and a
+    # __class__ entry (proxy classes) cannot be set on a class afterwards.
+    for key in ("__slots__", "__orig_bases__", "__class__"):
         if key in d:
             skeleton[key] = d[key]
     skip: FrozenSet[str] = _SKIP
@@ -238,7 +258,8 @@ def _reduce_by_value(pickler: Any, cls: type) -> tuple:
     make = _rebuild.make_class
     return (
         make,
-        (None if meta is type else meta, cls.__name__, () if bases == (object,) else bases,
+        (None if meta is type else meta, cls.__name__,
+         () if len(bases) == 1 and bases[0] is object else bases,
          skeleton, class_id(cls)),
         (attrs, _abc_registry(cls)),
         None,

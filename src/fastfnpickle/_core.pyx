@@ -15,10 +15,11 @@ import sys
 import threading
 import weakref
 from functools import partial
+from pickle import PicklingError
 from types import CellType, CodeType, FunctionType, ModuleType
 
 from cpython.object cimport PyObject, PyTypeObject, Py_TPFLAGS_HEAPTYPE
-from cpython.dict cimport PyDict_GetItem
+from cpython.dict cimport PyDict_GetItem, PyDict_GetItemWithError
 from cpython.type cimport PyType_Check
 from cpython.module cimport PyModule_Check
 
@@ -143,6 +144,14 @@ cdef void _add_chain(list chains, set seen_chains, object head, list attrs):
         chains.append(chain)
 
 
+cdef inline object _name_at(object code, tuple co_names, unsigned int i):
+    if i >= <unsigned int>len(co_names):
+        raise PicklingError(
+            f"cannot pickle code object {code.co_name!r}: its bytecode refers to name #{i}, "
+            f"but co_names holds {len(co_names)}")
+    return co_names[i]
+
+
 cdef bint _scan_code(object code, list names, list chains, set seen_names,
                      set seen_chains) except -1:
     cdef bytes co = code.co_code
@@ -167,11 +176,11 @@ cdef bint _scan_code(object code, list names, list chains, set seen_names,
             continue
         if op == _LOAD_ATTR:
             if head is not None:
-                attrs.append(co_names[arg >> _LOAD_ATTR_SHIFT])
+                attrs.append(_name_at(code, co_names, arg >> _LOAD_ATTR_SHIFT))
             continue
         if op == _LOAD_METHOD:
             if head is not None:
-                attrs.append(co_names[arg])
+                attrs.append(_name_at(code, co_names, arg))
             continue
         if head is not None:
             if attrs:
@@ -179,13 +188,13 @@ cdef bint _scan_code(object code, list names, list chains, set seen_names,
                 attrs = []
             head = None
         if op == _LOAD_GLOBAL:
-            name = co_names[arg >> _LOAD_GLOBAL_SHIFT]
+            name = _name_at(code, co_names, arg >> _LOAD_GLOBAL_SHIFT)
             head = name
         elif op == _LOAD_NAME or op == _LOAD_FROM_DICT_OR_GLOBALS:
-            name = co_names[arg]
+            name = _name_at(code, co_names, arg)
             head = name
         elif op == _STORE_GLOBAL or op == _DELETE_GLOBAL:
-            name = co_names[arg]
+            name = _name_at(code, co_names, arg)
         else:
             continue
         if name not in seen_names:
@@ -311,7 +320,8 @@ cdef object reduce_function(object pickler, object func):
     cdef dict captured = None
     cdef PyObject* found
     for name in info.names:
-        found = PyDict_GetItem(gdict, name)
+        # Declared ``except? NULL`` by Cython: a raising key __eq__ propagates, as in the twin.
+        found = PyDict_GetItemWithError(gdict, name)
         if found is not NULL:
             if captured is None:
                 captured = {}
@@ -347,7 +357,7 @@ cdef object reduce_function(object pickler, object func):
         None if kwdefaults is None else {k: _stable(pickler, v) for k, v in kwdefaults.items()},
         None if qualname == (code.co_qualname if _HAS_CO_QUALNAME else code.co_name) else qualname,
         None if name == code.co_name else name,
-        None if type(module) is str and module == gdict.get("__name__") else module,
+        None if type(module) is str and module == gdict.get("__name__") else (module,),
         annotations or None,
         attrs or None,
         extra,

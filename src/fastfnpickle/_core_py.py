@@ -11,6 +11,7 @@ import pickle
 import sys
 import threading
 import weakref
+from pickle import PicklingError
 from types import CellType, CodeType, FunctionType, ModuleType
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
@@ -24,6 +25,8 @@ DEFAULT_PROTOCOL: int = pickle.HIGHEST_PROTOCOL
 _DYNAMIC_MODULES = frozenset({"__main__", "__mp_main__", None})
 
 _SET_TYPES = (set, frozenset)
+_dict_get = dict.get
+_MISSING = object()
 
 
 # --------------------------------------------------------------------------------------------
@@ -91,6 +94,15 @@ def _add_chain(chains: List[Tuple[str, Tuple[str, ...]]], seen_chains: set,
         chains.append(chain)
 
 
+def _name_at(code: CodeType, co_names: Tuple[str, ...], i: int) -> str:
+    # Bytecode is not checked against co_names when a code object is built by hand.
+    if i >= len(co_names):
+        raise PicklingError(
+            f"cannot pickle code object {code.co_name!r}: its bytecode refers to name #{i}, "
+            f"but co_names holds {len(co_names)}")
+    return co_names[i]
+
+
 def _scan_code(code: CodeType, names: List[str], chains: List[Tuple[str, Tuple[str, ...]]],
                seen_names: set, seen_chains: set) -> bool:
     """Collect global names read or written by ``code`` and the code nested in it.
@@ -118,11 +130,11 @@ def _scan_code(code: CodeType, names: List[str], chains: List[Tuple[str, Tuple[s
             continue
         if op == B.LOAD_ATTR:
             if head is not None:
-                attrs.append(co_names[arg >> B.LOAD_ATTR_SHIFT])
+                attrs.append(_name_at(code, co_names, arg >> B.LOAD_ATTR_SHIFT))
             continue
         if op == B.LOAD_METHOD:
             if head is not None:
-                attrs.append(co_names[arg])
+                attrs.append(_name_at(code, co_names, arg))
             continue
         if head is not None:
             if attrs:
@@ -130,13 +142,13 @@ def _scan_code(code: CodeType, names: List[str], chains: List[Tuple[str, Tuple[s
                 attrs = []
             head = None
         if op == B.LOAD_GLOBAL:
-            name = co_names[arg >> B.LOAD_GLOBAL_SHIFT]
+            name = _name_at(code, co_names, arg >> B.LOAD_GLOBAL_SHIFT)
             head = name
         elif op == B.LOAD_NAME or op == B.LOAD_FROM_DICT_OR_GLOBALS:
-            name = co_names[arg]
+            name = _name_at(code, co_names, arg)
             head = name
         elif op == B.STORE_GLOBAL or op == B.DELETE_GLOBAL:
-            name = co_names[arg]
+            name = _name_at(code, co_names, arg)
         else:
             continue
         if name not in seen_names:
@@ -266,10 +278,13 @@ def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
     stable = pickler._stable
     captured: Optional[Dict[str, Any]] = None
     for name in info.names:
-        if name in gdict:
+        # As a plain dict, like the C lookups of the compiled core (and of function calls):
+        # a dict subclass's overrides are not what the function sees at run time either.
+        value = _dict_get(gdict, name, _MISSING)
+        if value is not _MISSING:
             if captured is None:
                 captured = {}
-            captured[name] = stable(gdict[name])
+            captured[name] = stable(value)
     closure = func.__closure__
     closure_arg: Any = None
     cell_values: Optional[tuple] = None
@@ -296,7 +311,7 @@ def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
         None if kwdefaults is None else {k: stable(v) for k, v in kwdefaults.items()},
         None if qualname == _default_qualname(code) else qualname,
         None if name == code.co_name else name,
-        None if type(module) is str and module == gdict.get("__name__") else module,
+        None if type(module) is str and module == _dict_get(gdict, "__name__") else (module,),
         func.__annotations__ or None,
         func.__dict__ or None,
         extra,
@@ -409,6 +424,8 @@ def reduce_cell(pickler: "Pickler", cell: CellType) -> tuple:
 # The pickler
 
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE
+# type.__flags__ read past any metaclass __getattribute__, as the compiled core reads tp_flags.
+_type_flags = type.__dict__["__flags__"].__get__
 
 _HOT_DISPATCH = {
     CodeType: reduce_code,
@@ -450,12 +467,13 @@ class Pickler(pickle.Pickler):
         reducer = _reducers.DISPATCH.get(t)
         if reducer is not None:
             return reducer(self, obj)
-        if isinstance(obj, type):
-            if not obj.__flags__ & _HEAPTYPE:
+        # By the real type, not isinstance(): __class__ can be faked.
+        if issubclass(t, type):
+            if not _type_flags(obj) & _HEAPTYPE:
                 # A static (C) type: never by value; by name unless it has a special form.
                 return _classes.SPECIAL_TYPES.get(obj, NotImplemented)
             return _classes.reduce_class(self, obj)
-        if isinstance(obj, ModuleType):
+        if issubclass(t, ModuleType):
             return _modules.reduce_module(self, obj)
         return NotImplemented
 
@@ -473,8 +491,8 @@ class Pickler(pickle.Pickler):
         key = id(gdict)
         token = self._tokens.get(key)
         if token is None:
-            token = {"__name__": gdict.get("__name__")}
-            package = gdict.get("__package__")
+            token = {"__name__": _dict_get(gdict, "__name__")}
+            package = _dict_get(gdict, "__package__")
             if package is not None:
                 token["__package__"] = package
             self._tokens[key] = token

@@ -11,7 +11,8 @@ CODE_TAG_SETS: str = CODE_TAG + "+sets"
 
 # The function state: a tuple in this order, most often set first, trailing Nones dropped
 # (a plain lambda's state is one item). ``doc`` is boxed as ``(doc,)`` when it differs from
-# the docstring a new function gets from its code object, else None.
+# the docstring a new function gets from its code object, else None; ``module`` likewise
+# (``(module,)`` unless it is the globals' ``__name__``), so a ``__module__`` of None survives.
 STATE_FIELDS = ("captured", "cell_values", "defaults", "doc", "empty_cells", "kwdefaults",
                 "qualname", "name", "module", "annotations", "attrs", "extra")
 

@@ -167,7 +167,7 @@ cdef object _set_state(object func, object state):
     if qualname is not None:
         func.__qualname__ = qualname
     if module is not None:
-        func.__module__ = module
+        func.__module__ = module[0]
     if doc is not None:
         func.__doc__ = doc[0]
     if annotations is not None:

@@ -163,7 +163,7 @@ def _set_state(func: FunctionType, state: tuple) -> FunctionType:
     if qualname is not None:
         func.__qualname__ = qualname
     if module is not None:
-        func.__module__ = module
+        func.__module__ = module[0]
     if doc is not None:
         func.__doc__ = doc[0]
     if annotations is not None:

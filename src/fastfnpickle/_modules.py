@@ -2,6 +2,7 @@
 
 import sys
 import threading
+from pickle import PicklingError
 from types import ModuleType
 from typing import Any, FrozenSet, List
 
@@ -70,7 +71,10 @@ _NOT_STATE = frozenset({"__builtins__"})
 def reduce_module(pickler: Any, module: ModuleType) -> tuple:
     """Importable modules by reference; dynamic or registered ones by value."""
     name = module.__name__
-    if (type(name) is str and sys.modules.get(name) is module
+    if type(name) is not str:
+        raise PicklingError(
+            f"cannot pickle module {module!r}: its __name__ is a {type(name).__name__}, not a str")
+    if (sys.modules.get(name) is module
             and not (pickler._by_value and is_by_value_name(name, pickler._by_value))):
         return (_rebuild.import_module, (name,))
     state = {k: v for k, v in vars(module).items() if k not in _NOT_STATE}

@@ -656,8 +656,9 @@ class _TreeBuilder:
                 qualname = _lit(state["qualname"])
             elif qualname is not None and type(_lit(state["name"])) is str:
                 qualname = (qualname.rpartition(".")[0] + "." + _lit(state["name"])).lstrip(".")
-            if type(_lit(state["module"])) is str:
-                module = _lit(state["module"])
+            boxed = _items(state["module"])  # (module,) when it differs from the globals'
+            if boxed and type(_lit(boxed[0])) is str:
+                module = _lit(boxed[0])
         if module is None and len(args) > 3:
             for k, v in _items(args[3]):
                 if _lit(k) == "__name__" and type(_lit(v)) is str:
