@@ -13,8 +13,6 @@ import marshal
 import pickle
 import sys
 import threading
-import weakref
-from functools import partial
 from pickle import PicklingError
 from types import CellType, CodeType, FunctionType, ModuleType
 
@@ -52,19 +50,20 @@ cdef object _ModuleType = ModuleType
 cdef object _DYNAMIC_MODULES = frozenset({"__main__", "__mp_main__", None})
 cdef dict _sys_modules = sys.modules
 cdef object _marshal_dumps = marshal.dumps
-cdef object _weakref = weakref.ref
 cdef bint _HAS_CO_QUALNAME = sys.version_info >= (3, 11)
 cdef bint _HAS_TYPE_PARAMS = sys.version_info >= (3, 12)
 
 # Bound on first use: _rebuild is still importing when this module is.
 cdef object _OWN_FUNCTIONS = None
 cdef object _FUNCTION = None
+cdef object _IMPORT_MODULE = None
 
 
 cdef inline void _bind_rebuild():
-    global _OWN_FUNCTIONS, _FUNCTION
+    global _OWN_FUNCTIONS, _FUNCTION, _IMPORT_MODULE
     _OWN_FUNCTIONS = _rebuild.OWN_FUNCTIONS
     _FUNCTION = _rebuild.function
+    _IMPORT_MODULE = _rebuild.import_module
 
 
 cdef inline object _field(PyObject* value):
@@ -105,20 +104,17 @@ cdef class CodeInfo:
         self.doc = doc
 
 
+# id(code) -> (code, info). The entry holds the code object, so its id cannot be reused while
+# cached; bounded, and emptied when full (cheaper per lookup than weak references).
 cdef dict _CODE_CACHE = {}
-
-
-def _forget(ref, key):
-    entry = _CODE_CACHE.get(key)
-    if entry is not None and entry[0] is ref:
-        del _CODE_CACHE[key]
+cdef Py_ssize_t _CODE_CACHE_MAX = 4096
 
 
 cpdef CodeInfo code_info(object code):
     """The cached :class:`CodeInfo` of ``code``."""
     cdef object key = id(code)
     cdef PyObject* entry = PyDict_GetItem(_CODE_CACHE, key)
-    if entry is not NULL and (<tuple>entry)[0]() is code:
+    if entry is not NULL and (<tuple>entry)[0] is code:
         return <CodeInfo>(<tuple>entry)[1]
     cdef list names = []
     cdef list chains = []
@@ -127,8 +123,9 @@ cpdef CodeInfo code_info(object code):
     data = seal(_marshal_dumps(_portable(code, filename, has_sets), 2))
     cdef CodeInfo info = CodeInfo(CODE_TAG_SETS if has_sets else CODE_TAG, data, filename,
                                   tuple(names), tuple(chains), _derived_doc(code))
-    ref = _weakref(code, partial(_forget, key=key))
-    _CODE_CACHE[key] = (ref, info)
+    if len(_CODE_CACHE) >= _CODE_CACHE_MAX:
+        _CODE_CACHE.clear()
+    _CODE_CACHE[key] = (code, info)
     return info
 
 
@@ -523,6 +520,13 @@ class Pickler(pickle.Pickler):
                 return NotImplemented if reducer is NULL else <object>reducer
             return _classes.reduce_class(self, obj)
         if PyModule_Check(obj):
+            name = obj.__name__
+            if (type(name) is str and PyDict_GetItem(_sys_modules, name) is <PyObject*>obj
+                    and not self._by_value):
+                # The common case, inline: an imported module, by reference.
+                if _FUNCTION is None:
+                    _bind_rebuild()
+                return (_IMPORT_MODULE, (name,))
             return _modules.reduce_module(self, obj)
         return NotImplemented
 

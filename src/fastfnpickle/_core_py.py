@@ -10,7 +10,6 @@ import marshal
 import pickle
 import sys
 import threading
-import weakref
 from pickle import PicklingError
 from types import CellType, CodeType, FunctionType, ModuleType
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple
@@ -32,7 +31,7 @@ _MISSING = object()
 # --------------------------------------------------------------------------------------------
 # Per-code-object analysis, cached: code objects are immutable, so everything derived from one
 # (the encoded bytes, the globals it reads, the attribute chains that may name submodules)
-# is computed once per code object and dropped when the code object dies.
+# is computed once per code object (while it stays among the most recently cached).
 
 class CodeInfo:
     """What pickling needs to know about one code object."""
@@ -51,20 +50,17 @@ class CodeInfo:
         self.doc = doc  # the docstring a function made from this code object gets
 
 
-_CODE_CACHE: Dict[int, Tuple[Any, CodeInfo]] = {}
-
-
-def _forget(ref: Any, key: int) -> None:
-    entry = _CODE_CACHE.get(key)
-    if entry is not None and entry[0] is ref:
-        del _CODE_CACHE[key]
+# id(code) -> (code, info). The entry holds the code object, so its id cannot be reused while
+# cached; bounded, and emptied when full (cheaper per lookup than weak references).
+_CODE_CACHE: Dict[int, Tuple[CodeType, CodeInfo]] = {}
+_CODE_CACHE_MAX = 4096
 
 
 def code_info(code: CodeType) -> CodeInfo:
     """The cached :class:`CodeInfo` of ``code``."""
     key = id(code)
     entry = _CODE_CACHE.get(key)
-    if entry is not None and entry[0]() is code:
+    if entry is not None and entry[0] is code:
         return entry[1]
     names: List[str] = []
     chains: List[Tuple[str, Tuple[str, ...]]] = []
@@ -75,8 +71,9 @@ def code_info(code: CodeType) -> CodeInfo:
     data = seal(marshal.dumps(_portable(code, filename, has_sets), 2))
     info = CodeInfo(CODE_TAG_SETS if has_sets else CODE_TAG, data, filename,
                     tuple(names), tuple(chains), _derived_doc(code))
-    ref = weakref.ref(code, lambda r, key=key: _forget(r, key))
-    _CODE_CACHE[key] = (ref, info)
+    if len(_CODE_CACHE) >= _CODE_CACHE_MAX:
+        _CODE_CACHE.clear()
+    _CODE_CACHE[key] = (code, info)
     return info
 
 
@@ -474,6 +471,9 @@ class Pickler(pickle.Pickler):
                 return _classes.SPECIAL_TYPES.get(obj, NotImplemented)
             return _classes.reduce_class(self, obj)
         if issubclass(t, ModuleType):
+            name = obj.__name__
+            if type(name) is str and sys.modules.get(name) is obj and not self._by_value:
+                return (_rebuild.import_module, (name,))  # the common case, inline
             return _modules.reduce_module(self, obj)
         return NotImplemented
 
