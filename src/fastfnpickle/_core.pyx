@@ -274,25 +274,32 @@ cdef bint _is_by_reference(object func, object qualname, object registered) exce
     return obj is func
 
 
-cdef object _submodules(tuple chains, dict captured):
+cdef object _submodules(tuple chains, dict modules):
     cdef list found = None
     for head, attrs in chains:
-        value = captured.get(head)
-        if not PyModule_Check(value):
-            continue
-        name = value.__name__
-        if type(name) is not str:
+        name = modules.get(head)
+        if name is None:
             continue
         for attr in attrs:
             name = name + "." + attr
-            sub = _sys_modules.get(name)
-            if sub is None:
+            if name not in _sys_modules:
                 break
             if found is None:
-                found = [sub]
-            elif sub not in found:
-                found.append(sub)
+                found = [name]
+            elif name not in found:
+                found.append(name)
     return None if found is None else tuple(found)
+
+
+cdef object _imported_name(object value, object registered):
+    if type(value) is not _ModuleType:
+        return None
+    name = value.__name__
+    if type(name) is not str or PyDict_GetItem(_sys_modules, name) is not <PyObject*>value:
+        return None
+    if registered and _modules.is_by_value_name(name, registered):
+        return None
+    return name
 
 
 cdef object _stable(object pickler, object value):
@@ -315,11 +322,19 @@ cdef object reduce_function(object pickler, object func):
     cdef CodeInfo info = code_info(code)
     cdef dict gdict = <dict>f.func_globals
     cdef dict captured = None
+    cdef dict modules = None
     cdef PyObject* found
+    registered = pickler._by_value
     for name in info.names:
         # Declared ``except? NULL`` by Cython: a raising key __eq__ propagates, as in the twin.
         found = PyDict_GetItemWithError(gdict, name)
         if found is not NULL:
+            module_name = _imported_name(<object>found, registered)
+            if module_name is not None:
+                if modules is None:
+                    modules = {}
+                modules[name] = module_name
+                continue
             if captured is None:
                 captured = {}
             captured[name] = _stable(pickler, <object>found)
@@ -330,8 +345,8 @@ cdef object reduce_function(object pickler, object func):
     if closure is not None:
         closure_arg, cell_values, empty = _closure_parts(pickler, func, closure)
     submods = None
-    if info.chains and captured is not None:
-        submods = _submodules(info.chains, captured)
+    if info.chains and modules is not None:
+        submods = _submodules(info.chains, modules)
     type_params = None
     if _HAS_TYPE_PARAMS:
         type_params = func.__type_params__ or None
@@ -347,6 +362,7 @@ cdef object reduce_function(object pickler, object func):
     doc = _field(f.func_doc)
     state = _trimmed((
         captured,
+        modules,
         cell_values,
         None if defaults is None else tuple([_stable(pickler, d) for d in defaults]),
         None if doc is info.doc else (doc,),

@@ -235,27 +235,36 @@ def _is_by_reference(func: FunctionType, registered: FrozenSet[str]) -> bool:
 
 
 def _submodules(chains: Tuple[Tuple[str, Tuple[str, ...]], ...],
-                captured: Dict[str, Any]) -> Optional[tuple]:
-    """Submodules reached through attributes of captured modules, to be imported on load."""
-    found: Optional[List[ModuleType]] = None
-    modules = sys.modules
+                modules: Dict[str, str]) -> Optional[tuple]:
+    """Names of submodules reached through attributes of global modules (``os.path.join``
+    with only ``os`` global), to be imported on load."""
+    found: Optional[List[str]] = None
+    loaded = sys.modules
     for head, attrs in chains:
-        value = captured.get(head)
-        if not isinstance(value, ModuleType):
-            continue
-        name = value.__name__
-        if type(name) is not str:
+        name = modules.get(head)
+        if name is None:
             continue
         for attr in attrs:
             name = name + "." + attr
-            sub = modules.get(name)
-            if sub is None:
+            if name not in loaded:
                 break
             if found is None:
-                found = [sub]
-            elif sub not in found:
-                found.append(sub)
+                found = [name]
+            elif name not in found:
+                found.append(name)
     return None if found is None else tuple(found)
+
+
+def _imported_name(value: Any, registered: FrozenSet[str]) -> Optional[str]:
+    """The name a module global is imported by on load, or None to pickle it as a value."""
+    if type(value) is not ModuleType:
+        return None
+    name = value.__name__
+    if type(name) is not str or sys.modules.get(name) is not value:
+        return None
+    if registered and _modules.is_by_value_name(name, registered):
+        return None
+    return name
 
 
 def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
@@ -274,11 +283,20 @@ def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
     gdict = func.__globals__
     stable = pickler._stable
     captured: Optional[Dict[str, Any]] = None
+    modules: Optional[Dict[str, str]] = None
+    registered = pickler._by_value
     for name in info.names:
         # As a plain dict, like the C lookups of the compiled core (and of function calls):
         # a dict subclass's overrides are not what the function sees at run time either.
         value = _dict_get(gdict, name, _MISSING)
         if value is not _MISSING:
+            # Imported modules travel as names (no global to look up per pickle).
+            module_name = _imported_name(value, registered)
+            if module_name is not None:
+                if modules is None:
+                    modules = {}
+                modules[name] = module_name
+                continue
             if captured is None:
                 captured = {}
             captured[name] = stable(value)
@@ -289,8 +307,8 @@ def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
     if closure is not None:
         closure_arg, cell_values, empty = _closure_parts(pickler, func, closure)
     submods = None
-    if info.chains and captured is not None:
-        submods = _submodules(info.chains, captured)
+    if info.chains and modules is not None:
+        submods = _submodules(info.chains, modules)
     type_params = getattr(func, "__type_params__", None) or None
     extra = None if submods is None and type_params is None else (type_params, submods)
     name = func.__name__
@@ -301,6 +319,7 @@ def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
     doc = func.__doc__
     state = _trimmed((
         captured,
+        modules,
         cell_values,
         None if defaults is None else tuple([stable(d) for d in defaults]),
         None if doc is info.doc else (doc,),

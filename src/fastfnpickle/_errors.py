@@ -396,7 +396,7 @@ def _function_children(func: FunctionType, rv: Any) -> Iterator[Child]:
     fields = dict(zip(STATE_FIELDS, state))
     yield ("", ".__code__"), func.__code__
     gdict = func.__globals__
-    for name in fields.get("captured") or ():
+    for name in list(fields.get("captured") or ()) + list(fields.get("modules") or ()):
         if name in gdict:
             yield ("", f".__globals__[{name!r}]"), gdict[name]
     for i, d in enumerate(func.__defaults__ or ()):

@@ -13,8 +13,10 @@ CODE_TAG_SETS: str = CODE_TAG + "+sets"
 # (a plain lambda's state is one item). ``doc`` is boxed as ``(doc,)`` when it differs from
 # the docstring a new function gets from its code object, else None; ``module`` likewise
 # (``(module,)`` unless it is the globals' ``__name__``), so a ``__module__`` of None survives.
-STATE_FIELDS = ("captured", "cell_values", "defaults", "doc", "empty_cells", "kwdefaults",
-                "qualname", "name", "module", "annotations", "attrs", "extra")
+STATE_FIELDS = ("captured", "modules", "cell_values", "defaults", "doc", "empty_cells",
+                "kwdefaults", "qualname", "name", "module", "annotations", "attrs", "extra")
+# ``modules`` maps global names to the module names they import on load; ``extra`` is
+# ``(type_params, submodule_names)``.
 
 # Marks a frozenset constant that was stored as a sorted tuple to make the bytes deterministic.
 FROZENSET_MARK: str = "\x00fastfnpickle.frozenset\x00"

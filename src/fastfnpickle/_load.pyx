@@ -6,7 +6,12 @@ this module: ``_rebuild`` re-exports the active twin under its own stable module
 """
 
 import builtins as _builtins_module
+import importlib
 import marshal
+import sys
+
+from cpython.object cimport PyObject
+from cpython.dict cimport PyDict_GetItem
 from pickle import UnpicklingError
 from types import CellType, CodeType, FunctionType
 
@@ -138,17 +143,28 @@ cdef object _make(object tag, object data, object filename, object globals_, obj
         raise UnpicklingError(f"corrupt function in pickle: {exc}") from None
 
 
-cdef tuple _NONES = (None,) * 12
+cdef tuple _NONES = (None,) * 13
+cdef dict _sys_modules = sys.modules
+cdef object _import_module = importlib.import_module
+
+
+cdef object _import(object name):
+    cdef PyObject* module = PyDict_GetItem(_sys_modules, name)
+    return <object>module if module is not NULL else _import_module(name)
 
 
 cdef object _set_state(object func, object state):
     cdef Py_ssize_t i
-    if type(state) is not tuple or len(<tuple>state) > 12:
+    if type(state) is not tuple or len(<tuple>state) > 13:
         raise UnpicklingError("corrupt function state in pickle")
-    (captured, cell_values, defaults, doc, empty_cells, kwdefaults, qualname, name, module,
-     annotations, attrs, extra) = <tuple>state + _NONES[len(<tuple>state):]
+    (captured, modules, cell_values, defaults, doc, empty_cells, kwdefaults, qualname, name,
+     module, annotations, attrs, extra) = <tuple>state + _NONES[len(<tuple>state):]
     if captured is not None:
         func.__globals__.update(captured)
+    if modules is not None:
+        g = func.__globals__
+        for key, module_name in modules.items():
+            g[key] = _import(module_name)
     if defaults is not None:
         func.__defaults__ = defaults
     if kwdefaults is not None:
@@ -175,6 +191,9 @@ cdef object _set_state(object func, object state):
     if attrs is not None:
         func.__dict__.update(attrs)
     if extra is not None:
-        if extra[0] is not None:
-            func.__type_params__ = extra[0]
+        type_params, submodules = extra
+        if type_params is not None:
+            func.__type_params__ = type_params
+        for module_name in submodules or ():
+            _import(module_name)
     return func

@@ -5,7 +5,9 @@ stable module path.
 """
 
 import builtins
+import importlib
 import marshal
+import sys
 from pickle import UnpicklingError
 from types import CellType, CodeType, FunctionType
 from typing import Any, Dict, Optional, Tuple, Union
@@ -131,7 +133,13 @@ def _make(tag: str, data: bytes, filename: Any, globals_: Dict[str, Any],
         raise UnpicklingError(f"corrupt function in pickle: {exc}") from None
 
 
-_NONES = (None,) * 12
+_NONES = (None,) * 13
+
+
+def _import(name: str) -> Any:
+    """The module ``name``, imported if it is not yet."""
+    module = sys.modules.get(name)
+    return module if module is not None else importlib.import_module(name)
 
 
 def _set_state(func: FunctionType, state: tuple) -> FunctionType:
@@ -139,12 +147,16 @@ def _set_state(func: FunctionType, state: tuple) -> FunctionType:
 
     ``state`` is laid out as ``_format.STATE_FIELDS``, trailing Nones dropped.
     """
-    if type(state) is not tuple or len(state) > 12:
+    if type(state) is not tuple or len(state) > 13:
         raise UnpicklingError("corrupt function state in pickle")
-    (captured, cell_values, defaults, doc, empty_cells, kwdefaults, qualname, name, module,
-     annotations, attrs, extra) = state + _NONES[len(state):]
+    (captured, modules, cell_values, defaults, doc, empty_cells, kwdefaults, qualname, name,
+     module, annotations, attrs, extra) = state + _NONES[len(state):]
     if captured is not None:
         func.__globals__.update(captured)
+    if modules is not None:
+        g = func.__globals__
+        for key, module_name in modules.items():
+            g[key] = _import(module_name)
     if defaults is not None:
         func.__defaults__ = defaults
     if kwdefaults is not None:
@@ -171,7 +183,9 @@ def _set_state(func: FunctionType, state: tuple) -> FunctionType:
     if attrs is not None:
         func.__dict__.update(attrs)
     if extra is not None:
-        # (type_params, submodules): the submodules were imported by being unpickled.
-        if extra[0] is not None:
-            func.__type_params__ = extra[0]
+        type_params, submodules = extra
+        if type_params is not None:
+            func.__type_params__ = type_params
+        for module_name in submodules or ():
+            _import(module_name)
     return func

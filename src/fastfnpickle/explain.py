@@ -675,7 +675,8 @@ class _TreeBuilder:
         node.line = line
         node.code_tag = tag
         state = _state_fields(call.setter_state)
-        node.globals = [str(_lit(k)) for k, _ in _items(state["captured"])] if state else []
+        node.globals = [str(_lit(k)) for k, _ in
+                        _items(state["captured"]) + _items(state["modules"])] if state else []
         node.type = "function"
         if shared:
             return
@@ -690,6 +691,13 @@ class _TreeBuilder:
             return
         for k, v in _items(state["captured"]):
             node.children.append(self._node(v, f"{path}.__globals__[{_lit(k)!r}]"))
+        for k, v in _items(state["modules"]):  # imported by name on load
+            ref = Node(f"{path}.__globals__[{_lit(k)!r}]", "reference", "module",
+                       v.end - v.start)
+            ref.name = _lit(v)
+            node.children.append(ref)
+            if type(ref.name) is str:
+                self.reader.references.add(ref.name)
         for i, v in enumerate(_items(state["defaults"])):
             node.children.append(self._node(v, f"{path}.__defaults__[{i}]"))
         for k, v in _items(state["kwdefaults"]):
