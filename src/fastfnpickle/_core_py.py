@@ -23,7 +23,6 @@ DEFAULT_PROTOCOL: int = pickle.HIGHEST_PROTOCOL
 # A function's module names that never resolve to an importable module.
 _DYNAMIC_MODULES = frozenset({"__main__", "__mp_main__", None})
 
-_SET_TYPES = (set, frozenset)
 _dict_get = dict.get
 _MISSING = object()
 
