@@ -220,9 +220,23 @@ def reduce_class(pickler: Any, cls: type) -> Any:
         table = getattr(pickler, "dispatch_table", None)
         if meta in (copyreg.dispatch_table if table is None else table):
             return NotImplemented
-    if by_reference(cls, cls.__qualname__, pickler._by_value):
+    registered = pickler._by_value
+    if not registered:
+        entry = _BY_NAME.get(id(cls))
+        if entry is not None and entry is cls:
+            return NotImplemented
+    if by_reference(cls, cls.__qualname__, registered):
+        if not registered:
+            if len(_BY_NAME) >= 4096:
+                _BY_NAME.clear()
+            _BY_NAME[id(cls)] = cls
         return NotImplemented
     return _reduce_by_value(pickler, cls)
+
+
+# Classes found importable by name while no module was registered by value: id -> class (held,
+# so the id stays valid). Classes importable by name live in modules and stay there.
+_BY_NAME: Dict[int, type] = {}
 
 
 def _reduce_by_value(pickler: Any, cls: type) -> tuple:

@@ -7,6 +7,7 @@ its hot path. A reducer returns a reduce tuple or NotImplemented (fall back to t
 import copyreg
 import dataclasses
 import functools
+import operator
 import typing
 import weakref
 from collections import OrderedDict
@@ -73,13 +74,23 @@ def _descriptor(pickler: Any, obj: Any) -> tuple:
 def _dataclass_field(pickler: Any, field: dataclasses.Field) -> tuple:
     # As the stdlib would (slots state), with defaults such as frozensets written in a stable
     # order: a Field sits one level below the class dict, out of the class reducer's reach.
-    state = {}
-    for name in type(field).__slots__:
-        try:
-            state[name] = pickler._stable(getattr(field, name))
-        except AttributeError:
-            pass
-    return (copyreg.__newobj__, (type(field),), (None, state))
+    cls = type(field)
+    slots = cls.__slots__
+    try:
+        state = dict(zip(slots, _slot_getter(cls, slots)(field)))  # all slots in one C call
+    except AttributeError:  # a slot left unset
+        state = {name: getattr(field, name) for name in slots if hasattr(field, name)}
+    for name, value in state.items():
+        t = type(value)
+        if t is set or t is frozenset:
+            state[name] = pickler._stable(value)
+    return (copyreg.__newobj__, (cls,), (None, state))
+
+
+@functools.lru_cache(maxsize=None)
+def _slot_getter(cls: type, slots: tuple) -> Callable[[Any], tuple]:
+    getter = operator.attrgetter(*slots)
+    return getter if len(slots) > 1 else (lambda obj: (getter(obj),))
 
 
 # Module-level singletons whose identity matters (``field._field_type is _FIELD``): by name.
