@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -58,7 +59,8 @@ INTEGRATION_PACKAGES = [
     "torch==2.13.0", "joblib>=1.6,<2", "dask[distributed]>=2026.8", "cloudpickle>=3.1,<3.2",
     "dill>=0.4,<0.5", "pytest-benchmark>=4",
 ]
-LINT_PACKAGES = ["ruff==0.17.6", "mypy==2.4.1", "import-linter==2.17"]
+# nox too: mypy checks this file against nox's own annotations.
+LINT_PACKAGES = ["ruff==0.17.6", "mypy==2.4.1", "import-linter==2.17", "nox==2026.10.20"]
 NO_EXT = "FASTFNPICKLE_NO_EXTENSIONS"
 REQUIRE_EXT = "FASTFNPICKLE_REQUIRE_EXTENSIONS"
 RECIPE = 1  # bump when the install recipe changes: reused venvs are reinstalled
@@ -156,9 +158,16 @@ def _stamp_ok(venv: Path, stamp: str) -> bool:
 
 
 def _build_requirements() -> List[str]:
-    import tomllib  # nox runs on the host's python3 (>= 3.11)
-    with open(ROOT / "pyproject.toml", "rb") as fh:
-        return list(tomllib.load(fh)["build-system"]["requires"])
+    """``[build-system] requires`` of pyproject.toml."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+        with open(ROOT / "pyproject.toml", "rb") as fh:
+            return list(tomllib.load(fh)["build-system"]["requires"])
+    # nox on a 3.10 host: no tomllib; the table is simple enough for a pattern.
+    text = (ROOT / "pyproject.toml").read_text()
+    section = re.search(r"^\[build-system\](.*?)(?=^\[|\Z)", text, re.S | re.M)
+    match = re.search(r"requires\s*=\s*\[(.*?)\]", section.group(1) if section else "", re.S)
+    return re.findall(r"[\"']([^\"']+)[\"']", match.group(1)) if match else []
 
 
 def install(target: Target, version: str, extras: str = "test",
@@ -214,8 +223,9 @@ class Report:
         self.session = session
         REPORTS.mkdir(parents=True, exist_ok=True)
         self.path = REPORTS / f"{session.name}.json"
+        self.passes: List[Dict[str, object]] = []
         self.data: Dict[str, object] = {"session": session.name, "python": version,
-                                        "source": source, "passes": []}
+                                        "source": source, "passes": self.passes}
         self.started = time.monotonic()
         self.failed: List[str] = []
         self._write()
@@ -237,7 +247,7 @@ class Report:
         return status == "ok"
 
     def _record(self, name: str, start: float, status: str, junit: Optional[str]) -> None:
-        self.data["passes"].append(  # type: ignore[union-attr]
+        self.passes.append(
             {"name": name, "status": status, "seconds": round(time.monotonic() - start, 1),
              "junit": junit})
         if status.startswith("FAILED"):
@@ -261,8 +271,8 @@ def pytest(report: Report, target: Target, name: str, args: List[str],
         junit.unlink()
     cmd = ["-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *args,
            *report.session.posargs]
-    report.session.log(f"pytest pass {name!r}: {' '.join(f'{k}={v}' for k, v in (env or {}).items())}"
-                       f" python {shlex.join(cmd)}")
+    env_text = " ".join(f"{k}={v}" for k, v in (env or {}).items())
+    report.session.log(f"pytest pass {name!r}: {env_text} python {shlex.join(cmd)}")
 
     # pytest exit 5 = nothing selected (e.g. posargs naming a file of cython-only tests).
     codes = [0, 5] if allow_empty else [0]
