@@ -14,12 +14,13 @@ The identity contract (README, "Classes by value"):
 """
 
 import functools
-import sys
 import threading
 import types
 import typing
 import weakref
 from typing import Any, Callable, Dict, Optional, Tuple
+
+from ._names import intern_keys, interned_names
 
 _LOCK = threading.RLock()
 
@@ -163,7 +164,9 @@ def set_class_state(cls: type, state: tuple) -> type:
         try:
             for key, value in attrs.items():
                 if type(value) is dict:
-                    _intern_keys(value)
+                    intern_keys(value)
+                elif type(value) is tuple:
+                    value = interned_names(value)
                 setattr(cls, key, value)
                 set_name = getattr(type(value), "__set_name__", None)
                 if set_name is not None:
@@ -178,17 +181,6 @@ def set_class_state(cls: type, state: tuple) -> type:
                 del _CLASS_BY_ID[cid]
             raise
     return cls
-
-
-def _intern_keys(d: Dict[Any, Any]) -> None:
-    # A class's own dicts (``__annotations__``, ``__dataclass_fields__``) share their keys with
-    # the class's attribute names where the class was defined: identifiers, interned. setattr
-    # interns the attribute names here too; interning these keys alike keeps them one object,
-    # so pickling the class again here writes the producer's bytes.
-    if any(type(k) is str and k is not sys.intern(k) for k in d):
-        items = [(sys.intern(k) if type(k) is str else k, v) for k, v in d.items()]
-        d.clear()
-        d.update(items)
 
 
 # --------------------------------------------------------------------------------------------

@@ -120,13 +120,6 @@ def reduce_class(pickler: Any, cls: type) -> Any:
         table = getattr(pickler, "dispatch_table", None)
         if meta in (copyreg.dispatch_table if table is None else table):
             return NotImplemented
-    pending = _pending()
-    if pending:
-        index = pending.get(id(cls))
-        if index is not None:
-            # Inside the digest of this very class (a method's global, an enum member): a
-            # stand-in that says "the class being identified", deterministic and never loaded.
-            return (str, (f"<fastfnpickle: class being identified #{index}>",))
     registered = pickler._by_value
     if not registered:
         entry = _BY_NAME.get(id(cls))
@@ -138,6 +131,8 @@ def reduce_class(pickler: Any, cls: type) -> Any:
                 _BY_NAME.clear()
             _BY_NAME[id(cls)] = cls
         return NotImplemented
+    if pickler._digesting:
+        return _stand_in(pickler, cls)
     return _reduce_by_value(pickler, cls)
 
 
@@ -229,8 +224,11 @@ def _first_id(pickler: Any, cls: type, head: tuple, state: tuple) -> str:
         sink = io.BytesIO()
         digester = pickler._core_class(sink, _DIGEST_PROTOCOL)
         digester._by_value = pickler._by_value
+        digester._digesting = True
         # The C dump itself: failure notes belong to the outer dump.
         _C_DUMP(digester, (head, state))
+    except RecursionError:
+        raise  # too deep to pickle at all: the outer dump reports it
     except Exception:
         # Something in the state does not pickle on its own. Usually the outer pickle fails on
         # it next and reports where; but a host's persistent_id may take it there, so the
@@ -239,6 +237,23 @@ def _first_id(pickler: Any, cls: type, head: tuple, state: tuple) -> str:
     finally:
         del pending[key]
     return _class_registry.assign_id(cls, _digest(sink.getvalue()))
+
+
+def _stand_in(pickler: Any, cls: type) -> tuple:
+    """How a by-value class reached from a digested state is written into the digest.
+
+    By its id (taken first if it has none), which stands for its whole state, so a digest
+    costs one level, not the whole tree of classes below it. A class whose own digest is
+    still being taken (a method's global naming its class, an enum member) is written as
+    its position on that stack: deterministic, and never loaded.
+    """
+    index = _pending().get(id(cls))
+    if index is not None:
+        return (str, (f"<fastfnpickle: class being identified #{index}>",))
+    cid = _class_registry.known_id(cls)
+    if cid is None:
+        cid = _reduce_by_value(pickler, cls)[1][-1]
+    return (str, (f"<fastfnpickle: class {cid}>",))
 
 
 def _digest(data: bytes) -> str:

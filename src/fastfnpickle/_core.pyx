@@ -565,6 +565,7 @@ class Pickler(pickle.Pickler):
 
 # Hand the class reducer the plain pickler of this implementation (for class digests).
 Pickler._core_class = Pickler
+Pickler._digesting = False  # True only on the pickler that takes a class digest
 
 cdef object _C_DUMP = pickle.Pickler.dump
 cdef object _C_CLEAR_MEMO = pickle.Pickler.clear_memo

@@ -536,6 +536,7 @@ class Pickler(pickle.Pickler):
 
 # Hand the class reducer the plain pickler of this implementation (for class digests).
 Pickler._core_class = Pickler  # type: ignore[attr-defined]
+Pickler._digesting = False  # True only on the pickler that takes a class digest
 
 _C_DUMP = pickle.Pickler.dump
 _C_CLEAR_MEMO = pickle.Pickler.clear_memo

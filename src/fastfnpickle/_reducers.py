@@ -8,6 +8,7 @@ import copyreg
 import dataclasses
 import functools
 import operator
+import sys
 import typing
 import weakref
 from collections import OrderedDict
@@ -78,6 +79,11 @@ def _dataclass_field(pickler: Any, field: dataclasses.Field) -> tuple:
         t = type(value)
         if t is set or t is frozenset:
             state[name] = pickler._stable(value)
+    name = state.get("name")
+    if type(name) is str:
+        # The field's name is its class attribute's name: one interned object wherever the
+        # class is, so the class pickles to the same bytes again where it was loaded.
+        state["name"] = sys.intern(name)
     return (copyreg.__newobj__, (cls,), (None, state))
 
 
