@@ -225,7 +225,10 @@ def test_cli_object_mode(tmp_path: Any, monkeypatch: Any, capsys: Any) -> None:
     assert main(["--object", "explain_target_mod:handler"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("explain_target_mod:handler: ")
-    assert "obj.__closure__[0].cell_contents  list of 3000" in out
+    assert "obj.__closure__[0].cell_contents (big)  list of 3000" in out
+    assert main(["--object", "explain_target_mod:handler", "--json"]) == 0
+    cell = json.loads(capsys.readouterr().out)["tree"]["children"][0]
+    assert cell["path"] == "obj.__closure__[0].cell_contents" and cell["variable"] == "big"
     assert main(["--object", "explain_target_mod:make", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["tree"]["kind"] == "reference" and data["functions"] == []
