@@ -164,6 +164,47 @@ def test_function_from_another_version_is_shown_without_decoding(impl: Impl) -> 
     assert f"code for Python {other}, not decoded" in str(explain_bytes(data))
 
 
+def test_closure_cells_name_their_variables(impl: Impl) -> None:
+    ns = dynamic(
+        "def make(big2, scale):\n"
+        "    unused = None\n"
+        "    def predict(x):\n"
+        "        return big2[x] * scale, unused\n"
+        "    del unused\n"
+        "    return predict\n")
+    predict = ns["make"](list(range(5000)), 3)
+    assert predict.__code__.co_freevars == ("big2", "scale", "unused")
+    data = impl.dumps(predict)
+    result = explain_bytes(data)
+    big = child(result.tree, "predict.__closure__[0].cell_contents")
+    assert big.variable == "big2" and big.type == "list of 5000"
+    assert child(result.tree, "predict.__closure__[1].cell_contents").variable == "scale"
+    assert not [c for c in result.tree.children if "__closure__[2]" in c.path]  # empty cell
+    text = str(result)
+    assert "predict.__closure__[0].cell_contents (big2)  list of 5000" in text
+    assert "predict.__closure__[1].cell_contents (scale)  int" in text
+    tree = json.loads(result.to_json())["tree"]
+    assert [(c["path"], c.get("variable")) for c in tree["children"]
+            if "__closure__" in c["path"]] == [
+        ("predict.__closure__[0].cell_contents", "big2"),
+        ("predict.__closure__[1].cell_contents", "scale")]
+    # Variables other than closure cells carry no name.
+    assert all(n.variable is None for n in result.tree.walk() if "__closure__" not in n.path)
+    # Code for another Python is not decoded, so its cells stay unnamed rather than guessed.
+    major, minor = sys.version_info[:2]
+    other = next(t for t in (f"{major}.{minor - 1}", f"{major}.{minor + 1}")
+                 if len(t) == len(CODE_TAG))
+    tag = CODE_TAG.encode()
+    foreign = data.replace(b"\x8c" + bytes([len(tag)]) + tag,
+                           b"\x8c" + bytes([len(tag)]) + other.encode())
+    cell = child(explain_bytes(foreign).tree, "obj.__closure__[0].cell_contents")
+    assert cell.variable is None and cell.type == "list of 5000"
+    load_in_subprocess(data, """
+        assert obj.__code__.co_freevars == ("big2", "scale", "unused")
+        assert obj.__closure__[0].cell_contents[4] * obj.__closure__[1].cell_contents == 12
+    """, impl=impl)
+
+
 # --------------------------------------------------------------------------------------------
 # The command line
 
@@ -246,3 +287,67 @@ def test_cli_errors(tmp_path: Any, capsys: Any) -> None:
     assert main(["--object", "no_such_module_xyz:f"]) == 1
     with pytest.raises(SystemExit):
         main([])
+
+
+def big_tree_pickle(impl: Impl, path: Any) -> str:
+    """Write a pickle whose explanation is far more text than a pipe holds (64 kB); return
+    that text."""
+    ns = dynamic("def make(i, j):\n    return lambda x: x + i * j\n"
+                 "rows = [[make(i, j) for j in range(30)] for i in range(30)]\n")
+    data = impl.dumps(ns["rows"])
+    path.write_bytes(data)
+    return str(explain_bytes(data, source=str(path)))
+
+
+def test_cli_into_head_exits_quietly(impl: Impl, tmp_path: Any) -> None:
+    path = tmp_path / "rows.pkl"
+    assert len(big_tree_pickle(impl, path)) > 256 * 1024
+    # As a user types it: head takes three lines and goes; explain's next write meets a closed
+    # pipe. PIPESTATUS gives explain's own status (a shell reports 141 for a SIGPIPE death).
+    script = (f'"{sys.executable}" -m fastfnpickle explain "{path}" 2>"{tmp_path}/err" '
+              f'| head -n 3; echo "status=${{PIPESTATUS[0]}}"')
+    for unbuffered in ("", "1"):  # python -u writes through another path
+        env = impl.env()
+        env.pop("PYTHONUNBUFFERED", None)
+        if unbuffered:
+            env["PYTHONUNBUFFERED"] = unbuffered
+        proc = subprocess.run(["bash", "-c", script], capture_output=True, env=env,
+                              timeout=120)
+        out = proc.stdout.decode().splitlines()
+        assert out[0].startswith(f"{path}: ") and out[1].startswith("obj  list of 30")
+        assert out[3:] == ["status=141"], (unbuffered, out)
+        assert (tmp_path / "err").read_text() == ""
+        assert proc.stderr == b""
+
+
+def test_cli_into_a_closed_pipe(impl: Impl, tmp_path: Any) -> None:
+    path = tmp_path / "rows.pkl"
+    big_tree_pickle(impl, path)
+    for extra, unbuffered in (([], ""), (["--json"], ""), ([], "1")):
+        env = impl.env()
+        env.pop("PYTHONUNBUFFERED", None)
+        if unbuffered:
+            env["PYTHONUNBUFFERED"] = unbuffered
+        # The reading end is closed before explain starts writing: its first write fails.
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fastfnpickle", "explain", *extra, str(path)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        err = proc.stderr.read()
+        assert proc.wait(timeout=120) == 141
+        assert err == b"", err.decode(errors="replace")
+
+
+def test_cli_writes_everything_to_a_reader_that_stays(impl: Impl, tmp_path: Any) -> None:
+    path = tmp_path / "rows.pkl"
+    text = big_tree_pickle(impl, path)
+    for unbuffered in ("", "1"):  # both ways of writing to stdout
+        env = impl.env()
+        env.pop("PYTHONUNBUFFERED", None)
+        if unbuffered:
+            env["PYTHONUNBUFFERED"] = unbuffered
+        proc = subprocess.run([sys.executable, "-m", "fastfnpickle", "explain", str(path)],
+                              capture_output=True, env=env, timeout=120)
+        assert proc.returncode == 0 and proc.stderr == b""
+        assert proc.stdout.decode() == text + "\n"

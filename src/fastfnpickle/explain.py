@@ -204,19 +204,34 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _write_stdout(text: str) -> int:
     """Print ``text``; when the reader went away (``explain FILE | head``), stop quietly with
     the status a shell reports for a command ended by SIGPIPE, as other command-line tools do."""
+    import io
+    import os
+
+    out = sys.stdout
+    text += "\n"
     try:
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
+        raw = getattr(out, "buffer", None)
+        if isinstance(raw, io.RawIOBase):
+            # Unbuffered (python -u, PYTHONUNBUFFERED): the text layer gives the file one
+            # write and ignores a short count, which is what a pipe returns when its reader
+            # leaves mid-write; the rest would be dropped without an error. Write until done.
+            out.flush()
+            data = memoryview(text.replace("\n", os.linesep).encode(
+                out.encoding or "utf-8", out.errors or "strict"))
+            while data:
+                data = data[raw.write(data) or 0:]
+        else:
+            out.write(text)
+            out.flush()
     except BrokenPipeError:
-        import os
         import signal
 
         # The interpreter flushes stdout again on exit and would report the broken pipe then.
         try:
             devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+            os.dup2(devnull, out.fileno())
             os.close(devnull)
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             pass  # stdout is no real file (replaced in-process): nothing will flush it later
         return 128 + int(getattr(signal, "SIGPIPE", 13))  # 13 where there are no signals
     return 0
