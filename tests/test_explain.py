@@ -164,6 +164,19 @@ def test_function_from_another_version_is_shown_without_decoding(impl: Impl) -> 
     assert f"code for Python {other}, not decoded" in str(explain_bytes(data))
 
 
+@pytest.mark.parametrize("protocol", [0, 1, 2, 3, 4, 5])
+def test_every_protocol_decodes_the_code(impl: Impl, protocol: int) -> None:
+    # Below protocol 3 bytes are written as _codecs.encode(text, "latin1") calls.
+    ns = dynamic("def make(k):\n    def add(x):\n        return x + k\n    return add\n")
+    data = impl.dumps(ns["make"](5), protocol)
+    result = explain_bytes(data)
+    tree = result.tree
+    assert (tree.path, tree.name, tree.line) == ("add", "make.<locals>.add", 2)
+    assert child(tree, "add.__closure__[0].cell_contents").variable == "k"
+    assert not [r for r in result.references if r.startswith("_codecs")]
+    load_in_subprocess(data, "assert obj(1) == 6", impl=impl)
+
+
 def test_closure_cells_name_their_variables(impl: Impl) -> None:
     ns = dynamic(
         "def make(big2, scale):\n"
@@ -351,3 +364,82 @@ def test_cli_writes_everything_to_a_reader_that_stays(impl: Impl, tmp_path: Any)
                               capture_output=True, env=env, timeout=120)
         assert proc.returncode == 0 and proc.stderr == b""
         assert proc.stdout.decode() == text + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# Real third-party objects
+
+def test_numpy_arrays_are_described_not_dissected(impl: Impl) -> None:
+    np = pytest.importorskip("numpy", reason="numpy not installed (pip install fastfnpickle[test])")
+    ns = dynamic(
+        "def make_scorer(weights, extras):\n"
+        "    def score(v):\n"
+        "        return float(v @ weights[: len(v)]), extras\n"
+        "    return score\n")
+    objects = np.array([len, ns["make_scorer"]], dtype=object)
+    score = ns["make_scorer"](np.arange(1000, dtype=np.float64), objects)
+    for protocol in (2, 5):  # _reconstruct + BUILD below 5, _frombuffer from 5 on
+        data = impl.dumps(score, protocol)
+        tree = explain_bytes(data).tree
+        weights = child(tree, "score.__closure__[1].cell_contents")
+        assert weights.variable == "weights" and weights.type == "numpy.ndarray f8 (1000,)"
+        assert weights.children == []  # its bytes and dtype hold nothing by value
+        extras = child(tree, "score.__closure__[0].cell_contents")
+        assert extras.variable == "extras" and extras.type == "numpy.ndarray O8 (2,)"
+        # An object array's elements are shown where they can be reached again.
+        inner = child(extras, "score.__closure__[0].cell_contents.flat[1]")
+        assert inner.kind == "function" and inner.name == "make_scorer"
+        load_in_subprocess(data, """
+            import numpy as np
+            assert obj(np.ones(3))[0] == 3.0 and obj(np.ones(3))[1][0] is len
+        """, impl=impl)
+
+
+def test_pydantic_model_instance(impl: Impl) -> None:
+    pytest.importorskip("pydantic", reason="pydantic not installed (pip install fastfnpickle[test])")
+    ns = dynamic(
+        "import pydantic\n"
+        "class User(pydantic.BaseModel):\n"
+        "    name: str\n"
+        "    tags: list = []\n"
+        "    def greet(self):\n"
+        "        return 'hi ' + self.name\n")
+    data = impl.dumps({"user": ns["User"](name="ada", tags=["x"])})
+    result = explain_bytes(data)
+    user = child(result.tree, "obj['user']")
+    assert user.type == "model_code.User(...)"  # an instance of a class pickled by value
+    cls = child(user, "obj['user'].__class__")
+    assert cls.kind == "class" and (cls.module, cls.name) == ("model_code", "User")
+    greet = child(cls, "obj['user'].__class__.greet")
+    assert greet.kind == "function" and greet.line == 5
+    assert [c.name for c in result.classes()] == ["User"]
+    assert "pydantic.main.BaseModel" in result.references
+    assert not [n for n in result.tree.walk() if n.kind == "unknown" or n.type == "object"]
+    load_in_subprocess(data, "assert obj['user'].greet() == 'hi ada'", impl=impl)
+
+
+def test_attrs_class_instance(impl: Impl) -> None:
+    pytest.importorskip("attrs", reason="attrs not installed (pip install fastfnpickle[test])")
+    ns = dynamic(
+        "import attrs\n"
+        "@attrs.define\n"
+        "class Point:\n"
+        "    x: float\n"
+        "    y: float = 0.0\n"
+        "    def norm(self):\n"
+        "        return (self.x ** 2 + self.y ** 2) ** 0.5\n")
+    data = impl.dumps(ns["Point"](3.0, 4.0))
+    result = explain_bytes(data)
+    tree = result.tree
+    assert tree.type == "model_code.Point(...)"
+    cls = child(tree, "obj.__class__")
+    assert cls.kind == "class" and cls.name == "Point"
+    assert child(cls, "obj.__class__.norm").line == 6
+    assert child(tree, "obj.x").type == "float"
+    # attrs' own generated functions travel by value, with their closure variables named
+    named = {n.variable for n in tree.walk() if n.variable is not None}
+    assert "state_attr_names" in named, named
+    assert not [n for n in tree.walk() if n.kind == "unknown" or n.type == "object"]
+    text = str(result)
+    assert "builtins.object.__setattr__" in text  # a getattr reduction, named as such
+    load_in_subprocess(data, "assert obj.norm() == 5.0", impl=impl)

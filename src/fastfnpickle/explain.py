@@ -23,7 +23,9 @@ from ._format import (
 
 _REBUILD = REBUILD_PATH
 # Globals the pickler itself writes as machinery, not as the user's references.
-_PLUMBING_MODULES = frozenset({"builtins", "copyreg", "__builtin__", "copy_reg", _REBUILD})
+# (``_codecs.encode`` is how protocols 0-2, which have no bytes opcodes, write bytes.)
+_PLUMBING_MODULES = frozenset({"builtins", "copyreg", "__builtin__", "copy_reg", "_codecs",
+                               _REBUILD})
 _MAX_WALK = 200_000   # placeholders visited per data value when looking for functions
 _MAX_SHOWN = 30       # children printed per node; the rest are summarised
 
@@ -301,12 +303,15 @@ class _Map(_Sym):
 class _Call(_Sym):
     """An object built by calling something: REDUCE, NEWOBJ, INST, OBJ."""
 
-    __slots__ = ("func", "args", "kwargs", "state", "items", "setitems", "setter_state")
+    __slots__ = ("func", "args", "kwargs", "state", "items", "setitems", "setter_state",
+                 "instance")
 
-    def __init__(self, func: _Sym, args: Optional[_Sym], start: int, end: int) -> None:
+    def __init__(self, func: _Sym, args: Optional[_Sym], start: int, end: int,
+                 instance: bool = False) -> None:
         super().__init__(start, end)
         self.func = func
         self.args = args
+        self.instance = instance  # ``func`` is the class of the object made (NEWOBJ, ...)
         self.kwargs: Optional[_Sym] = None
         self.state: Optional[_Sym] = None
         self.items: List[_Sym] = []
@@ -501,23 +506,24 @@ class _Reader:
             elif name == "NEWOBJ":
                 args = stack.pop()
                 cls = stack.pop()
-                stack.append(_Call(cls, args, cls.start, end))
+                stack.append(_Call(cls, args, cls.start, end, instance=True))
             elif name == "NEWOBJ_EX":
                 kwargs = stack.pop()
                 args = stack.pop()
                 cls = stack.pop()
-                call = _Call(cls, args, cls.start, end)
+                call = _Call(cls, args, cls.start, end, instance=True)
                 call.kwargs = kwargs
                 stack.append(call)
             elif name == "INST":
                 items, mark_pos = pop_mark()
                 module, _, qualname = str(arg).partition(" ")
                 cls = self._global(module, qualname, pos, end)
-                stack.append(_Call(cls, _Seq("tuple", items, mark_pos, end), mark_pos, end))
+                stack.append(_Call(cls, _Seq("tuple", items, mark_pos, end), mark_pos, end,
+                                   instance=True))
             elif name == "OBJ":
                 items, mark_pos = pop_mark()
                 stack.append(_Call(items[0], _Seq("tuple", items[1:], mark_pos, end),
-                                   mark_pos, end))
+                                   mark_pos, end, instance=True))
             elif name in ("PERSID", "BINPERSID"):
                 if name == "BINPERSID":
                     stack.pop()
@@ -533,9 +539,15 @@ class _Reader:
             self.unknown.add(qualname)
         return _Glob(module, qualname, start, end)
 
-    def _reduce(self, func: Any, args: Any, end: int) -> _Call:
-        call = _Call(func, args, func.start, end)
+    def _reduce(self, func: Any, args: Any, end: int) -> _Sym:
         f = _deref(func)
+        if type(f) is _Glob and f.module == "_codecs" and f.name == "encode":
+            # Bytes below protocol 3: encode(text, "latin1"). Read them as the bytes they are,
+            # so code objects decode and sizes describe bytes.
+            a = _items(args)
+            if len(a) == 2 and type(_lit(a[0])) is str and _lit(a[1]) == "latin1":
+                return _Lit(_lit(a[0]).encode("latin1"), func.start, end)
+        call = _Call(func, args, func.start, end)
         if type(f) is _Glob and f.module == _REBUILD:
             a = _deref(args)
             if f.name in _SETTERS and type(a) is _Seq and len(a.items) == 2:
@@ -642,15 +654,86 @@ def _describe(s: Any) -> str:
                 return f"unknown reconstructor {_REBUILD}.{rebuild}"
             return _KNOWN[rebuild.partition(":")[0]]
         f = _deref(s.func)
-        first = _deref(_items(s.args)[0]) if _items(s.args) else None
+        args = _items(s.args)
+        first = _deref(args[0]) if args else None
         if type(f) is _Glob and f.module == "copyreg" and type(first) is _Glob:
             return f"{first.module}.{first.name}"  # copyreg._reconstructor / __newobj__
+        array = _numpy_array(s)
+        if array is not None:
+            return array
         if type(f) is _Glob:
+            if f.module == "builtins":
+                if f.name == "getattr" and len(args) == 2 and type(first) is _Glob and \
+                        type(_lit(args[1])) is str:
+                    return f"{first.module}.{first.name}.{_lit(args[1])}"
+                if f.name in ("set", "frozenset") and len(args) == 1 and \
+                        type(_deref(args[0])) is _Seq:
+                    return f"{f.name} of {len(_deref(args[0]).items)}"
             return f"{f.module}.{f.name}(...)"
+        cls = _instance_class(s)
+        if cls is not None and _rebuild_name(cls) == _NEW_CLASS:
+            return f"{_class_name(cls)}(...)"  # an instance of a class pickled by value
         return "object"
     if t is _Opaque:
         return s.what
     return "object"
+
+
+def _instance_class(call: _Call) -> Any:
+    """The class ``call`` makes an instance of, when the pickle says so, else None."""
+    if call.instance:
+        return _deref(call.func)
+    f = _deref(call.func)
+    args = _items(call.args)
+    if type(f) is _Glob and f.module == "copyreg" and args:
+        return _deref(args[0])  # copyreg._reconstructor / __newobj__ / __newobj_ex__
+    return None
+
+
+def _class_name(make_class: _Call) -> str:
+    """``module.qualname`` of a class pickled by value."""
+    args = _items(make_class.args)
+    skeleton = dict((_lit(k), v) for k, v in _items(args[3])) if len(args) > 3 else {}
+    name = _lit(skeleton.get("__qualname__")) or (_lit(args[1]) if len(args) > 1 else None)
+    module = _lit(skeleton.get("__module__"))
+    return f"{module}.{name}" if module else str(name)
+
+
+def _numpy_array(call: _Call) -> Optional[str]:
+    """``numpy.ndarray f8 (1000,)`` for a numpy array, from what its reduction names."""
+    f = _deref(call.func)
+    if not (type(f) is _Glob and f.module.partition(".")[0] == "numpy"):
+        return None
+    args = _items(call.args)
+    if f.name == "_frombuffer" and len(args) >= 3:  # protocol 5: (buffer, dtype, shape, order)
+        dtype, shape = args[1], args[2]
+    elif f.name == "_reconstruct":  # below 5: BUILD with (version, shape, dtype, fortran, data)
+        state = _items(call.state)
+        if len(state) < 5:
+            return "numpy.ndarray"
+        dtype, shape = state[2], state[1]
+    else:
+        return None
+    code = _items(_deref(dtype).args)[:1] if type(_deref(dtype)) is _Call else []
+    dims = [_lit(d) for d in _items(shape)]
+    text = "numpy.ndarray"
+    if code and type(_lit(code[0])) is str:
+        text += " " + _lit(code[0])
+    if all(type(d) is int for d in dims):
+        text += " (" + ", ".join(map(str, dims)) + ("," if len(dims) == 1 else "") + ")"
+    return text
+
+
+def _numpy_children(call: _Call) -> Optional[List[Tuple[str, Any]]]:
+    """The parts of a numpy array worth showing: the elements of an object array (the raw
+    bytes and dtype of other arrays hold nothing pickled by value); None if not an array."""
+    if _numpy_array(call) is None:
+        return None
+    state = _items(call.state)
+    if len(state) < 5 or type(_deref(state[4])) is not _Seq:
+        return []
+    order = ".T.flat" if _lit(state[3]) else ".flat"  # the data is in the array's own order
+    return [(f"{order}[{i}]", v) for i, v in enumerate(_deref(state[4]).items)]
 
 
 class _TreeBuilder:
@@ -885,12 +968,19 @@ def _data_children(s: Any) -> List[Tuple[str, Any]]:
         if rebuild == REBUILD_DICT_VIEW:
             out.extend(("", v) for v in _items(s.args)[:1])
             return out
+        array = _numpy_children(s)
+        if array is not None:
+            return array
         f = _deref(s.func)
-        if not (type(f) is _Glob and f.module in _PLUMBING_MODULES):
+        if s.instance:
+            out.append((".__class__", s.func))
+        elif not (type(f) is _Glob and f.module in _PLUMBING_MODULES):
             out.append((".<constructor>", s.func))
         for i, v in enumerate(_items(s.args)):
             if i == 0 and type(f) is _Glob and f.module == "copyreg":
-                continue  # the class, named in the description
+                if type(_deref(v)) is not _Glob:  # a Glob is named in the description
+                    out.append((".__class__", v))
+                continue
             out.append((f".<arg {i}>", v))
         for label, part in _state_parts(s.state):
             out.append((label, part))
