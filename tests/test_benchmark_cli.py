@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Tuple
 
 import pytest
 
-from fastfnpickle import benchmark
+from fastfnpickle import bench
 
 from conftest import PYTHON_IMPL
 
@@ -56,7 +56,7 @@ def test_quick_run_writes_json(tmp_path: Any) -> None:
         + str(out)
 
     targets = {t["name"]: t for t in result["targets"]}
-    assert set(targets) == set(benchmark.TARGET_NAMES)
+    assert set(targets) == set(bench.TARGET_NAMES)
     assert targets["fastfnpickle-python"]["available"]
     assert [w["name"] for w in result["workloads"]] == ["lambda"]
     assert result["workloads"][0]["calls"] == 1
@@ -131,32 +131,32 @@ def test_user_objects_and_failures(tmp_path: Any) -> None:
 
 
 def test_usage_errors(capsys: Any) -> None:
-    assert benchmark.main(["--workloads", "no-such-workload"]) == 2
+    assert bench.main(["--workloads", "no-such-workload"]) == 2
     assert "no workload matches" in capsys.readouterr().err
-    assert benchmark.main(["--targets", "pickle,nope"]) == 2
+    assert bench.main(["--targets", "pickle,nope"]) == 2
     assert "unknown target(s) nope" in capsys.readouterr().err
-    assert benchmark.main(["--object", "no_colon"]) == 2
+    assert bench.main(["--object", "no_colon"]) == 2
     assert "module:attr" in capsys.readouterr().err
 
 
 def test_list_names_every_workload_and_target(capsys: Any) -> None:
-    assert benchmark.main(["--list"]) == 0
+    assert bench.main(["--list"]) == 0
     listed = {line.split()[0] for line in capsys.readouterr().out.splitlines() if line.strip()}
-    assert set(benchmark.WORKLOADS) <= listed
-    assert set(benchmark.TARGET_NAMES) <= listed
+    assert set(bench.WORKLOADS) <= listed
+    assert set(bench.TARGET_NAMES) <= listed
 
 
 def test_plot_or_clear_message(tmp_path: Any, capsys: Any) -> None:
     png = tmp_path / "ratios.png"
     args = ["--quick", "--quiet", "--no-verify", "--workloads", "closure",
             "--targets", "fastfnpickle-python,marshal-floor", "--plot", str(png)]
-    from fastfnpickle import _bench_report
+    from fastfnpickle.bench import report
 
-    if _bench_report.have_matplotlib():
-        assert benchmark.main(args) == 0
+    if report.have_matplotlib():
+        assert bench.main(args) == 0
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     else:
-        assert benchmark.main(args) == 2
+        assert bench.main(args) == 2
         assert "--plot needs matplotlib" in capsys.readouterr().err
         assert not png.exists()
 
@@ -164,11 +164,11 @@ def test_plot_or_clear_message(tmp_path: Any, capsys: Any) -> None:
 def test_workload_checks_reject_wrong_objects() -> None:
     # The correctness check must be able to fail, or a broken pickle would pass as "ok".
     scale = 0.01
-    for name, workload in benchmark.WORKLOADS.items():
+    for name, workload in bench.WORKLOADS.items():
         if workload.missing() is not None:
             continue
         obj = workload.build(scale)
-        good = {i: obj[i] for i in benchmark.sample_indices(len(obj))} if workload.per_call \
+        good = {i: obj[i] for i in bench.sample_indices(len(obj))} if workload.per_call \
             else obj
         workload.check(good, scale)  # type: ignore[misc]
         wrong: Any = {0: None} if workload.per_call else None
@@ -179,7 +179,7 @@ def test_workload_checks_reject_wrong_objects() -> None:
 def test_profile_prints_top_functions(capsys: Any) -> None:
     args = ["--profile", "fastfnpickle-python", "--workloads", "closure,dataclass-1k-list",
             "--scale", "0.01", "--min-time", "0.005"]
-    assert benchmark.main(args) == 0
+    assert bench.main(args) == 0
     out = capsys.readouterr().out
     for header in ("== closure dumps", "== closure loads", "== dataclass-1k-list dumps"):
         assert header in out
