@@ -5,6 +5,8 @@ Structure only: no timing is asserted (shared, noisy machines).
 
 import json
 import os
+import pickle
+import re
 import subprocess
 import sys
 import textwrap
@@ -82,6 +84,18 @@ def test_quick_run_writes_json(tmp_path: Any) -> None:
         assert rows["fastfnpickle-python"]["size"] != rows["cloudpickle"]["size"]
     else:
         assert ours["ratio_cloudpickle"] is None
+
+    # Function workloads are also measured against the marshal floor and cloudpickle's size.
+    assert ours["ratio_floor"] == pytest.approx(
+        ours["median_s"] / rows["marshal-floor"]["dumps"]["median_s"])
+    assert rows["fastfnpickle-python"]["loads"]["ratio_floor"] > 0
+    if targets["cloudpickle"]["available"]:
+        assert rows["fastfnpickle-python"]["size_ratio_cloudpickle"] == pytest.approx(
+            rows["fastfnpickle-python"]["size"] / rows["cloudpickle"]["size"])
+        assert "Function workloads against the marshal floor" in stdout
+    # Each target says how it loads; the fastfnpickle ones name their own twin.
+    assert "_load_py" in targets["fastfnpickle-python"]["loads_via"]
+    assert "fastfnpickle-python loads with pickle.loads" in stdout
 
     # The table on stdout, progress on stderr.
     assert "lambda: one small lambda from __main__" in stdout
@@ -186,3 +200,91 @@ def test_profile_prints_top_functions(capsys: Any) -> None:
     assert "Ordered by: internal time" in out
     # The twin's own reducer shows up in its profile.
     assert "reducer_override" in out
+
+
+def _files_run_by_loads(target: Any, data: bytes) -> set:
+    """Base names of the Python source files whose functions ran in ``target``'s loads."""
+    seen = set()
+
+    def profiler(frame: Any, event: str, arg: Any) -> None:
+        if event == "call":
+            seen.add(os.path.basename(frame.f_code.co_filename))
+
+    with target.loading():
+        sys.setprofile(profiler)
+        try:
+            f = pickle.loads(data)
+        finally:
+            sys.setprofile(None)
+    assert f(2) == 30
+    return seen
+
+
+def test_each_fastfnpickle_target_loads_with_its_own_twin() -> None:
+    # Issue 14: the pure target's loads column must time the pure loader, not whichever twin
+    # the package bound at import.
+    from fastfnpickle import _load_py, _rebuild
+
+    found, _ = bench.resolve_targets(["fastfnpickle-cython", "fastfnpickle-python"])
+    by_name = {t.name: t for t in found}
+    before = dict(vars(_rebuild))
+    closure = bench.WORKLOADS["closure"].build(1.0)
+    pure = by_name["fastfnpickle-python"]
+    data = pure.dumps(closure, None)
+    assert "_load_py.py" in _files_run_by_loads(pure, data)
+    with pure.loading():
+        assert _rebuild.function is _load_py.function and _rebuild.code is _load_py.code
+    assert dict(vars(_rebuild)) == before  # put back
+    if "fastfnpickle-cython" in by_name:
+        from fastfnpickle import _load  # type: ignore[attr-defined]
+
+        compiled = by_name["fastfnpickle-cython"]
+        assert "_load_py.py" not in _files_run_by_loads(compiled, data)
+        with compiled.loading():
+            assert _rebuild.function is _load.function
+        assert dict(vars(_rebuild)) == before
+    # An exception inside the binding restores the names too.
+    with pytest.raises(RuntimeError):
+        with pure.loading():
+            raise RuntimeError("boom")
+    assert dict(vars(_rebuild)) == before
+
+
+def test_fresh_interpreter_check_uses_each_twin() -> None:
+    from fastfnpickle.bench.targets import loads_for
+
+    found, _ = bench.resolve_targets(["fastfnpickle-python"])
+    data = found[0].dumps(bench.WORKLOADS["closure"].build(1.0), None)
+    code = ("import sys, os; from fastfnpickle.bench.targets import loads_for; "
+            "seen = set(); "
+            "sys.setprofile(lambda fr, ev, a: seen.add(os.path.basename(fr.f_code.co_filename))"
+            " if ev == 'call' else None); "
+            "f = loads_for('fastfnpickle-python')(sys.stdin.buffer.read()); "
+            "sys.setprofile(None); assert f(2) == 30; print('_load_py.py' in seen)")
+    env = PYTHON_IMPL.env()
+    env.pop("FASTFNPICKLE_NO_EXTENSIONS", None)
+    proc = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode().strip() == "True"
+    assert loads_for("pickle") is not loads_for("fastfnpickle-python")
+
+
+def test_library_never_imports_the_harness() -> None:
+    # Only the command-line dispatch may reach fastfnpickle.bench; the library must not.
+    package = os.path.join(ROOT, "src", "fastfnpickle")
+    pattern = re.compile(r"(from\s+(\.|fastfnpickle\.?)\s*import\s+bench\b)|"
+                         r"(from\s+(\.|fastfnpickle\.)bench\b)|(import\s+fastfnpickle\.bench\b)|"
+                         r"(import_module\([^)]*bench)")
+    offenders = []
+    for name in sorted(os.listdir(package)):
+        if name.endswith((".py", ".pyx", ".pxd")) and name != "__main__.py":
+            with open(os.path.join(package, name), encoding="utf-8") as f:
+                if pattern.search(f.read()):
+                    offenders.append(name)
+    assert offenders == []
+    code = "import sys, fastfnpickle; print(any(m.startswith('fastfnpickle.bench') " \
+           "for m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=PYTHON_IMPL.env(), timeout=120)
+    assert proc.stdout.strip() == "False", proc.stderr
