@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any, Dict
 
 import pytest
+from conftest import PYTHON_IMPL
 
 from fastfnpickle.bench import callgrind as cg
-
-from conftest import PYTHON_IMPL
 
 LAMBDA = cg.CORE_BY_NAME["lambda"]
 DICT = cg.CORE_BY_NAME["dict"]

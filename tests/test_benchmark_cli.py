@@ -13,10 +13,9 @@ import textwrap
 from typing import Any, Dict, List, Tuple
 
 import pytest
+from conftest import PYTHON_IMPL
 
 from fastfnpickle import bench
-
-from conftest import PYTHON_IMPL
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -178,7 +177,7 @@ def test_plot_or_clear_message(tmp_path: Any, capsys: Any) -> None:
 def test_workload_checks_reject_wrong_objects() -> None:
     # The correctness check must be able to fail, or a broken pickle would pass as "ok".
     scale = 0.01
-    for name, workload in bench.WORKLOADS.items():
+    for workload in bench.WORKLOADS.values():
         if workload.missing() is not None:
             continue
         obj = workload.build(scale)
@@ -236,7 +235,7 @@ def test_each_fastfnpickle_target_loads_with_its_own_twin() -> None:
         assert _rebuild.function is _load_py.function and _rebuild.code is _load_py.code
     assert dict(vars(_rebuild)) == before  # put back
     if "fastfnpickle-cython" in by_name:
-        from fastfnpickle import _load  # type: ignore[attr-defined]
+        from fastfnpickle import _load
 
         compiled = by_name["fastfnpickle-cython"]
         assert "_load_py.py" not in _files_run_by_loads(compiled, data)

@@ -319,7 +319,7 @@ def format_table(counts: Dict[str, Dict[str, Dict[str, int]]], specs: Sequence[S
             rows.append(row)
     widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w)
-                       for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+                       for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
              for r in [head] + rows]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
@@ -390,7 +390,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: --check and --update need the {CHECKED_TARGET} target", file=sys.stderr)
         return 2
     try:
-        from .. import _core  # type: ignore[attr-defined]  # noqa: F401
+        from .. import _core  # noqa: F401
     except ImportError as exc:
         if CHECKED_TARGET in targets:
             print(f"error: the compiled core is not built ({exc})", file=sys.stderr)

@@ -99,7 +99,7 @@ def format_table(result: Dict[str, Any]) -> str:
 
     def line(cells: List[str]) -> str:
         parts = [cells[0].ljust(widths[0]), cells[1].ljust(widths[1])]
-        parts += [c.rjust(w) for c, w in zip(cells[2:n], widths[2:])]
+        parts += [c.rjust(w) for c, w in zip(cells[2:n], widths[2:], strict=True)]
         text = "  ".join(parts)
         if len(cells) > n and cells[n]:
             text += "  " + cells[n]
@@ -129,10 +129,10 @@ def format_table(result: Dict[str, Any]) -> str:
         sw = [max(len(head[i]), *(len(r[i]) for r in summary)) for i in range(len(head))]
         out += ["", "Function workloads against the marshal floor and cloudpickle's size:", ""]
         out.append("  ".join(h.ljust(w) if i < 2 else h.rjust(w)
-                             for i, (h, w) in enumerate(zip(head, sw))))
+                             for i, (h, w) in enumerate(zip(head, sw, strict=True))))
         for r in summary:
             out.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w)
-                                 for i, (c, w) in enumerate(zip(r, sw))).rstrip())
+                                 for i, (c, w) in enumerate(zip(r, sw, strict=True))).rstrip())
     return "\n".join(out)
 
 
@@ -206,7 +206,7 @@ def plot(result: Dict[str, Any], path: str) -> None:
                if t["available"] and t["name"] != "cloudpickle"]
     fig, axes = plt.subplots(2, 1, figsize=(max(8.0, 0.9 * len(names) + 3), 9), sharex=True)
     width = 0.8 / max(1, len(targets))
-    for ax, op in zip(axes, _OPS):
+    for ax, op in zip(axes, _OPS, strict=True):
         for k, target in enumerate(targets):
             xs, ys = [], []
             for i, name in enumerate(names):

@@ -129,7 +129,7 @@ class Case:
     def loads_op(self) -> Callable[[], None]:
         """Load the workload's pickles once."""
         loads = self.target.loads
-        pairs = [(p, b or None) for p, b in zip(self.pickles, self.buffers)]
+        pairs = [(p, b or None) for p, b in zip(self.pickles, self.buffers, strict=True)]
         if len(pairs) == 1:
             data, buffers = pairs[0]
 
@@ -189,7 +189,7 @@ def check_loaded(workload: Workload, loads: Callable[[bytes, Any], Any], pickles
             indices = sample_indices(len(pickles))
             pairs = [(i, pickles[i], buffers[i]) for i in indices]
         else:
-            pairs = list(zip(indices, pickles, buffers))
+            pairs = list(zip(indices, pickles, buffers, strict=True))
         loaded = {i: loads(p, list(b) or None) for i, p, b in pairs}
         if workload.check is not None:
             workload.check(loaded, scale)
@@ -378,7 +378,7 @@ def _run(workloads: List[Workload], targets: List[Target], missing: Dict[str, st
         built.append((workload, cases))
     if verify:
         _verify_in_subprocess([c for _, cases in built for c in cases], progress)
-    timings: Dict[Tuple[str, str], Dict[Tuple[str, str], Dict[str, Any]]] = {}
+    timings: Dict[Tuple[str, str, str], Dict[str, Any]] = {}
     for i, (workload, cases) in enumerate(built):
         label = f"[{i + 1}/{len(built)}] {workload.name}"
         started = time.monotonic()
@@ -386,7 +386,7 @@ def _run(workloads: List[Workload], targets: List[Target], missing: Dict[str, st
             timed = _time_workload(cases, repeats, min_time, progress, label)
         progress.say(f"{label}: timed in {time.monotonic() - started:.1f}s")
         for key, value in timed.items():
-            timings[(workload.name, key[0], key[1])] = value  # type: ignore[index]
+            timings[(workload.name, key[0], key[1])] = value
         for case in cases:
             case.obj = None  # let the workload's memory go before the next one
     results = []
@@ -398,7 +398,7 @@ def _run(workloads: List[Workload], targets: List[Target], missing: Dict[str, st
                 "oob_bytes": case.oob_bytes if case.status == "ok" else None,
             }
             for kind in ("dumps", "loads"):
-                row[kind] = timings.get((workload.name, case.target.name, kind))  # type: ignore[arg-type]
+                row[kind] = timings.get((workload.name, case.target.name, kind))
             results.append(row)
         _add_ratios(results, workload.name)
     return {

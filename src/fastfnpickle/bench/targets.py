@@ -82,7 +82,7 @@ def _twin_names() -> List[str]:
 
     twins: List[ModuleType] = [_load_py]
     try:
-        from .. import _load  # type: ignore[attr-defined]
+        from .. import _load
     except ImportError:
         pass
     else:
@@ -145,7 +145,7 @@ def _fastfnpickle_targets() -> Tuple[List[Target], Dict[str, str]]:
     missing: Dict[str, str] = {}
     names = "/".join(_twin_names())
     try:
-        from .. import _core, _load  # type: ignore[attr-defined]
+        from .. import _core, _load
     except ImportError as exc:
         missing["fastfnpickle-cython"] = f"compiled core not built ({exc})"
     else:
@@ -296,7 +296,7 @@ def loads_for(loader: str) -> Callable[[bytes, Any], Any]:
     if loader == "floor":
         return floor_loads
     if loader == "fastfnpickle-cython":
-        from .. import _load  # type: ignore[attr-defined]
+        from .. import _load
 
         return _bound_loads(load_twin_binding(_load))
     if loader == "fastfnpickle-python":

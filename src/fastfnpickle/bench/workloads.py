@@ -470,8 +470,9 @@ def _build_instances(scale: float) -> List[Any]:
     return [sample(i, i * 0.5, f"s{i}", ("a", i % 3)) for i in range(scaled(_INSTANCES, scale))]
 
 
-def _check_one_instance(i: int, obj: Any) -> None:
-    assert dataclasses.is_dataclass(obj) and type(obj).__name__ == "Sample"
+def _check_one_instance(i: int, loaded: Any) -> None:
+    assert dataclasses.is_dataclass(loaded) and type(loaded).__name__ == "Sample"
+    obj: Any = loaded  # is_dataclass narrows to a type without the fields
     assert (obj.ident, obj.value, obj.label, obj.tags) == (i, i * 0.5, f"s{i}", ("a", i % 3))
     assert obj.scaled(2) == i * 1.0
 
