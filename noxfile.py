@@ -26,6 +26,7 @@ junit XML per pytest pass; ``tools/test.py`` prints the summary from them.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -126,11 +127,23 @@ def _sid_target(session: nox.Session, version: str) -> Target:
                       f"Debian sid root could not be made (see the sidroot: lines above)")
     venv = ROOT / ".nox" / f"sid-{session.name}"
     target = Target(session, venv, in_sidroot=True)
-    if not (venv / "bin" / "python").exists() or not _stamp_ok(venv, _stamp(version, [])):
+    if not _venv_is(venv, version):
         _remove(venv)
         session.log(f"creating {venv.relative_to(ROOT)} with the sid root's python{version}")
         target.run(f"python{version}", "-m", "venv", str(venv), python=False)
     return target
+
+
+def _venv_is(venv: Path, version: str) -> bool:
+    """Whether ``venv`` is a venv of Python ``version`` (its bin/python only resolves inside
+    the root, so read pyvenv.cfg)."""
+    try:
+        cfg = (venv / "pyvenv.cfg").read_text()
+    except OSError:
+        return False
+    return any(line.replace(" ", "").startswith(("version=" + version + ".",
+                                                 "version_info=" + version + "."))
+               for line in cfg.splitlines())
 
 
 def _remove(path: Path) -> None:
@@ -174,8 +187,19 @@ def _build_requirements() -> List[str]:
 
 def install(target: Target, version: str, extras: str = "test",
             packages: Optional[List[str]] = None, compiled: bool = True) -> None:
-    """The project editable (compiled core required), or an incremental rebuild on reuse."""
-    packages = list(packages or [])
+    """The project editable (compiled core required), or an incremental rebuild on reuse.
+
+    One session at a time (a file lock): every build cythonizes into the shared src/ (the
+    generated .c files), which parallel sessions (``nox --parallel``) must not write at once.
+    """
+    (ROOT / ".nox").mkdir(exist_ok=True)
+    with open(ROOT / ".nox" / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _install(target, version, extras, list(packages or []), compiled)
+
+
+def _install(target: Target, version: str, extras: str, packages: List[str],
+             compiled: bool) -> None:
     stamp = _stamp(version, [extras, *packages, "compiled" if compiled else "pure"])
     build_env = {REQUIRE_EXT: "1"} if compiled else {NO_EXT: "1"}
     if _stamp_ok(target.venv, stamp):
@@ -308,7 +332,7 @@ def run_tests(session: nox.Session, version: str, target: Target, source: str) -
 def _make_tests_session(version: str) -> None:
     native = INTERPRETERS[version]
     if version in SID_VERSIONS and native is None:
-        @nox.session(name=f"tests-{version}", python=False, tags=["tests"])
+        @nox.session(name=f"tests-{version}", python=False, tags=["tests"], allow_parallel=True)
         def tests_sid(session: nox.Session) -> None:
             target = _sid_target(session, version)
             run_tests(session, version, target, f"Debian sid root ({SIDROOT.name})")
@@ -316,7 +340,8 @@ def _make_tests_session(version: str) -> None:
         return
 
     # A missing 3.10-3.13 keeps its version string, so nox reports it as missing (an error).
-    @nox.session(name=f"tests-{version}", python=native or version, tags=["tests"])
+    @nox.session(name=f"tests-{version}", python=native or version, tags=["tests"],
+                 allow_parallel=True)
     def tests_host(session: nox.Session) -> None:
         run_tests(session, version, _host_target(session), native or version)
     tests_host.__doc__ = f"Python {version}: both implementations."
@@ -326,7 +351,7 @@ for _version in VERSIONS:
     _make_tests_session(_version)
 
 
-@nox.session(python=INTERPRETERS[HEAVY] or HEAVY, tags=["heavy"])
+@nox.session(python=INTERPRETERS[HEAVY] or HEAVY, tags=["heavy"], allow_parallel=True)
 def integration(session: nox.Session) -> None:
     """Python 3.11: torch, joblib, Dask integration tests, slow tests, bench/ smoke run."""
     target = _host_target(session)
@@ -350,7 +375,7 @@ def integration(session: nox.Session) -> None:
     report.finish()
 
 
-@nox.session(python=INTERPRETERS[HEAVY] or HEAVY, tags=["heavy"])
+@nox.session(python=INTERPRETERS[HEAVY] or HEAVY, tags=["heavy"], allow_parallel=True)
 def callgrind(session: nox.Session) -> None:
     """Python 3.11: instruction counts of the benchmark workloads checked under callgrind."""
     target = _host_target(session)
@@ -370,7 +395,7 @@ def callgrind(session: nox.Session) -> None:
     report.finish()
 
 
-@nox.session(python=INTERPRETERS[HEAVY] or HEAVY, tags=["lint"])
+@nox.session(python=INTERPRETERS[HEAVY] or HEAVY, tags=["lint"], allow_parallel=True)
 def lint(session: nox.Session) -> None:
     """ruff check, mypy and import-linter contracts (configured in pyproject.toml)."""
     target = _host_target(session)

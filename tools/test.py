@@ -3,10 +3,10 @@
 
 Bootstraps a pinned nox into ``.venvs/nox`` (stdlib only until then), makes the Debian sid
 root for Python 3.14/3.15 when the machine has no native ones (``tools/sidroot.sh``), runs the
-nox matrix of ``noxfile.py`` (all sessions unless nox options select some: ``-s tests-3.12``,
-``-t tests``, ...), then prints which interpreters ran and a pass/fail summary per session and
-per pytest pass. Exits non-zero if any session failed, or, on a full run, if any of the six
-interpreters (3.10-3.15) did not run.
+nox matrix of ``noxfile.py`` (all sessions, in parallel one per CPU, unless nox options select
+some: ``-s tests-3.12``, ``-t tests``, ...), then prints which interpreters ran and a pass/fail
+summary per session and per pytest pass. Exits non-zero if any session failed, or, on a full
+run, if any of the six interpreters (3.10-3.15) did not run.
 
 Examples::
 
@@ -204,8 +204,13 @@ def main(argv: Sequence[str]) -> int:
     for stale in [REPORT] + [os.path.join(REPORTS, f) for f in os.listdir(REPORTS)]:
         if os.path.isfile(stale):  # a report from an earlier run must not read as this one's
             os.remove(stale)
+    parallel: List[str] = []
+    if full_run and not any(a.startswith(("-j", "--parallel")) for a in nox_args):
+        # Two cores run two sessions at once (pytest itself is one process); each session's
+        # output is printed as one block when it ends. Builds in src/ take turns (a lock).
+        parallel = ["--parallel", "auto"]
     cmd = [NOX_PYTHON, "-m", "nox", "--report", REPORT, "--error-on-missing-interpreters",
-           *nox_args, *posargs]
+           *parallel, *nox_args, *posargs]
     log("$ " + " ".join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c for c in cmd))
     rc = subprocess.run(cmd, cwd=ROOT, env=env).returncode
     return summarize(sid_line, full_run, time.monotonic() - started, rc)
