@@ -51,6 +51,18 @@ def dict_view(mapping: Any, kind: str) -> Any:
     return getattr(mapping, kind)()
 
 
+# Memoryviews, file copies, functools wrappers and NewTypes (load-side module).
+from . import _reconstruct  # noqa: E402
+
+for _name in _reconstruct.EXPORTS:
+    globals()[_name] = _export(getattr(_reconstruct, _name), _name)
+memory = _reconstruct.memory
+file_copy = _reconstruct.file_copy
+lru_cache = _reconstruct.lru_cache
+singledispatch = _reconstruct.singledispatch
+singledispatch_state = _reconstruct.singledispatch_state
+new_type = _reconstruct.new_type
+
 # Class-level reconstructors live with the class registry they use.
 from ._classes import make_class, make_typevar  # noqa: E402
 
