@@ -38,7 +38,7 @@ cdef extern from "Python.h":
         PyObject* func_qualname
 
 from . import _bytecode as B
-from . import _classes, _errors, _modules, _rebuild, _reducers, _wrappers
+from . import _annotations, _classes, _errors, _modules, _rebuild, _reducers, _wrappers
 from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, PicklingRecursionError, seal
 
 DEFAULT_PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -391,6 +391,14 @@ cdef object reduce_function(object pickler, object func):
     annotations = _field(f.func_annotations)
     if annotations is not None and type(annotations) is not dict:
         annotations = func.__annotations__  # 3.10 may hold a tuple until first access
+    if annotations:
+        # Names read only by string annotations, for typing.get_type_hints() after loading.
+        named = _annotations.annotation_globals(annotations, gdict, info.names)
+        if named is not None:
+            if captured is None:
+                captured = {}
+            for ann_name, value in named:
+                captured[ann_name] = _stable(pickler, value)
     attrs = _field(f.func_dict)
     doc = _field(f.func_doc)
     state = _trimmed((

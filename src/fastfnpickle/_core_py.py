@@ -15,7 +15,7 @@ from types import CellType, CodeType, FunctionType, ModuleType
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 from . import _bytecode as B
-from . import _classes, _errors, _modules, _rebuild, _reducers, _wrappers
+from . import _annotations, _classes, _errors, _modules, _rebuild, _reducers, _wrappers
 from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, PicklingRecursionError, seal
 
 DEFAULT_PROTOCOL: int = pickle.HIGHEST_PROTOCOL
@@ -325,6 +325,15 @@ def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
             if captured is None:
                 captured = {}
             captured[name] = stable(value)
+    annotations = func.__annotations__
+    if annotations:
+        # Names read only by string annotations, for typing.get_type_hints() after loading.
+        named = _annotations.annotation_globals(annotations, gdict, info.names)
+        if named is not None:
+            if captured is None:
+                captured = {}
+            for name, value in named:
+                captured[name] = stable(value)
     closure = func.__closure__
     closure_arg: Any = None
     cell_values: Optional[tuple] = None
@@ -353,7 +362,7 @@ def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
         None if qualname == _default_qualname(code) else qualname,
         None if name == code.co_name else name,
         None if type(module) is str and module == _dict_get(gdict, "__name__") else (module,),
-        func.__annotations__ or None,
+        annotations or None,
         func.__dict__ or None,
         extra,
     ))
