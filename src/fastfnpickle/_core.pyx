@@ -51,20 +51,14 @@ cdef object _SINGLEDISPATCH_CODE = _wrappers.SINGLEDISPATCH_CODE
 cdef object _DYNAMIC_MODULES = frozenset({"__main__", "__mp_main__", None})
 cdef dict _sys_modules = sys.modules
 cdef object _marshal_dumps = marshal.dumps
+cdef object _intern = sys.intern
 cdef bint _HAS_CO_QUALNAME = sys.version_info >= (3, 11)
 cdef bint _HAS_TYPE_PARAMS = sys.version_info >= (3, 12)
 
-# Bound on first use: _rebuild is still importing when this module is.
-cdef object _OWN_FUNCTIONS = None
-cdef object _FUNCTION = None
-cdef object _IMPORT_MODULE = None
-
-
-cdef inline void _bind_rebuild():
-    global _OWN_FUNCTIONS, _FUNCTION, _IMPORT_MODULE
-    _OWN_FUNCTIONS = _rebuild.OWN_FUNCTIONS
-    _FUNCTION = _rebuild.function
-    _IMPORT_MODULE = _rebuild.import_module
+# The load side is complete before the dump side imports: bind its names once.
+cdef object _OWN_FUNCTIONS = _rebuild.OWN_FUNCTIONS
+cdef object _FUNCTION = _rebuild.function
+cdef object _IMPORT_MODULE = _rebuild.import_module
 
 
 cdef inline object _field(PyObject* value):
@@ -341,8 +335,6 @@ cdef object _stable(object pickler, object value):
 
 
 cdef object reduce_function(object pickler, object func):
-    if _FUNCTION is None:
-        _bind_rebuild()
     cdef PyFunctionObject* f = <PyFunctionObject*>func
     qualname = _field(f.func_qualname)
     if func in _OWN_FUNCTIONS:
@@ -434,7 +426,10 @@ cdef dict _globals_token(dict tokens, dict gdict):
     cdef PyObject* found = PyDict_GetItem(tokens, key)
     if found is not NULL:
         return <dict>found
-    cdef dict token = {"__name__": gdict.get("__name__")}
+    # Interned, as the class skeleton's names are: equal names are then one object in every
+    # process, so a pickle made again where this one is loaded shares them the same way.
+    name = gdict.get("__name__")
+    cdef dict token = {"__name__": _intern(name) if type(name) is str else name}
     package = gdict.get("__package__")
     if package is not None:
         token["__package__"] = package
@@ -561,8 +556,6 @@ class Pickler(pickle.Pickler):
         if t is _CellRef:
             return (_rebuild.closure_cell, (obj.func, obj.index))
         if t is _CYFUNCTION_TYPE:
-            if _FUNCTION is None:
-                _bind_rebuild()
             if obj in _OWN_FUNCTIONS:
                 # A compiled reconstructor, met once per pickle: naming the global here skips
                 # the C pickler's slower __reduce_ex__ route to the same bytes.
@@ -581,8 +574,6 @@ class Pickler(pickle.Pickler):
             if (type(name) is str and PyDict_GetItem(_sys_modules, name) is <PyObject*>obj
                     and not self._by_value):
                 # The common case, inline: an imported module, by reference.
-                if _FUNCTION is None:
-                    _bind_rebuild()
                 return (_IMPORT_MODULE, (name,))
             return _modules.reduce_module(self, obj)
         return NotImplemented
@@ -612,6 +603,10 @@ class Pickler(pickle.Pickler):
             return wrapper
         return value
 
+
+# Hand the class reducer the plain pickler of this implementation (for class digests).
+Pickler._core_class = Pickler
+Pickler._digesting = False  # True only on the pickler that takes a class digest
 
 cdef object _C_DUMP = pickle.Pickler.dump
 cdef object _C_CLEAR_MEMO = pickle.Pickler.clear_memo

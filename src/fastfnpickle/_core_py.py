@@ -544,7 +544,10 @@ class Pickler(pickle.Pickler):
         key = id(gdict)
         token = self._tokens.get(key)
         if token is None:
-            token = {"__name__": _dict_get(gdict, "__name__")}
+            # Interned, as the class skeleton's names are: equal names are then one object in
+            # every process, so a pickle made again where this one is loaded shares them alike.
+            name = _dict_get(gdict, "__name__")
+            token = {"__name__": sys.intern(name) if type(name) is str else name}
             package = _dict_get(gdict, "__package__")
             if package is not None:
                 token["__package__"] = package
@@ -565,6 +568,10 @@ class Pickler(pickle.Pickler):
             return wrapper
         return value
 
+
+# Hand the class reducer the plain pickler of this implementation (for class digests).
+Pickler._core_class = Pickler  # type: ignore[attr-defined]
+Pickler._digesting = False  # True only on the pickler that takes a class digest
 
 _C_DUMP = pickle.Pickler.dump
 _C_CLEAR_MEMO = pickle.Pickler.clear_memo

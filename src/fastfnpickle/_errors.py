@@ -13,6 +13,7 @@ import copyreg
 import gc
 import io
 import keyword
+import pickle
 import sys
 import threading
 import types
@@ -289,12 +290,10 @@ class _Trials:
 
 
 def _fallback_pickler(pickler_class: type) -> type:
-    for klass in pickler_class.__mro__:
-        if klass.__module__ in ("fastfnpickle._core", "fastfnpickle._core_py"):
-            return klass
-    from . import _impl
-
-    return _impl.core.Pickler  # type: ignore[no-any-return]
+    # The implementation's own pickler under a host's subclass; the stdlib's if there is none
+    # (this module never reaches up to pick an implementation itself).
+    core = getattr(pickler_class, "_core_class", None)
+    return core if isinstance(core, type) else pickle.Pickler
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import copyreg
 import dataclasses
 import functools
 import operator
+import sys
 import typing
 import weakref
 from collections import OrderedDict
@@ -44,16 +45,10 @@ def _weakset(pickler: Any, obj: weakref.WeakSet) -> tuple:
     return (weakref.WeakSet, (list(obj),))
 
 
-def _method(pickler: Any, obj: MethodType) -> Any:
-    # The stdlib pickles a method as getattr(self, name) when that finds it again; only
-    # methods made by hand (MethodType(f, obj)) need their function by value.
-    name = getattr(obj.__func__, "__name__", None)
-    if type(name) is str:
-        try:
-            if getattr(obj.__self__, name, None) == obj:
-                return NotImplemented
-        except Exception:
-            pass
+def _method(pickler: Any, obj: MethodType) -> tuple:
+    # Always rebuilt from its parts, never as getattr(self, name): inside a by-value class's
+    # own state (pydantic's validators, an enum's alias to a member's method) that lookup
+    # would run before the class has its methods.
     return (MethodType, (obj.__func__, obj.__self__))
 
 
@@ -107,6 +102,11 @@ def _dataclass_field(pickler: Any, field: dataclasses.Field) -> tuple:
         t = type(value)
         if t is set or t is frozenset:
             state[name] = pickler._stable(value)
+    name = state.get("name")
+    if type(name) is str:
+        # The field's name is its class attribute's name: one interned object wherever the
+        # class is, so the class pickles to the same bytes again where it was loaded.
+        state["name"] = sys.intern(name)
     return (copyreg.__newobj__, (cls,), (None, state))
 
 

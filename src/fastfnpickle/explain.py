@@ -132,9 +132,9 @@ def explain(obj: Any, protocol: Optional[int] = None, file: Optional[TextIO] = N
     Returns an :class:`Explanation` (a tree of :class:`Node`, children sorted by size) and
     prints it to ``file`` (default: stdout) unless ``quiet``.
     """
-    from . import dumps
+    from ._impl import core  # the dump side, only when a live object is to be pickled
 
-    data = dumps(obj, protocol)
+    data = core.dumps(obj, protocol)
     result = explain_bytes(data, source=f"a {type(obj).__name__} object")
     if not quiet:
         print(render(result), file=file if file is not None else sys.stdout)
