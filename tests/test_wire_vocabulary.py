@@ -72,10 +72,11 @@ def test_named_globals_reads_both_opcodes() -> None:
 # The vocabulary itself
 
 def exported() -> Set[str]:
-    """Names ``_rebuild`` exports as reconstructors: callables that present themselves as
-    ``fastfnpickle._rebuild.<name>`` (what the pickler writes for them)."""
+    """Names ``_rebuild`` exports as reconstructors: public callables (functions or classes)
+    that present themselves as ``fastfnpickle._rebuild.<name>``, which is what the pickler
+    writes for them."""
     return {name for name, obj in vars(_rebuild).items()
-            if not name.startswith("_") and callable(obj) and not isinstance(obj, type)
+            if not name.startswith("_") and callable(obj)
             and getattr(obj, "__module__", None) == REBUILD_PATH}
 
 
