@@ -443,3 +443,75 @@ def test_attrs_class_instance(impl: Impl) -> None:
     text = str(result)
     assert "builtins.object.__setattr__" in text  # a getattr reduction, named as such
     load_in_subprocess(data, "assert obj.norm() == 5.0", impl=impl)
+
+
+def test_paths_through_well_known_constructors(impl: Impl) -> None:
+    import functools
+    import types
+
+    ns = dynamic(
+        "import dataclasses\n"
+        "class Shape:\n"
+        "    def area(self):\n        return 1\n"
+        "    side = property(lambda self: 2)\n"
+        "@dataclasses.dataclass\n"
+        "class Point:\n"
+        "    x: int = 0\n"
+        "def call(f, key):\n"
+        "    return key(f())\n")
+    shape = ns["Shape"]()
+    obj = {"bound": shape.area,
+           "partial": functools.partial(ns["call"], lambda: 1, key=lambda v: -v),
+           "proxy": types.MappingProxyType({"k": lambda: 2}),
+           "point": ns["Point"]}
+    data = impl.dumps(obj)
+    tree = explain_bytes(data).tree
+    bound = child(tree, "obj['bound']")
+    assert bound.type == "types.MethodType(...)"
+    assert child(bound, "obj['bound'].__func__").name == "Shape.area"
+    cls = child(bound, "obj['bound'].__self__.__class__")
+    side = child(cls, "obj['bound'].__self__.__class__.side")
+    assert side.type == "builtins.property(...)"
+    assert child(side, "obj['bound'].__self__.__class__.side.fget").kind == "function"
+    partial = child(tree, "obj['partial']")
+    assert {c.path for c in partial.children} == {
+        "obj['partial'].func", "obj['partial'].args[0]", "obj['partial'].keywords['key']"}
+    assert child(child(tree, "obj['proxy']"), "obj['proxy']['k']").kind == "function"
+    missing = [n for n in tree.walk() if n.path.endswith(".default_factory")]
+    assert missing and all((n.kind, n.name) == ("reference", "dataclasses.MISSING")
+                           for n in missing)
+    # Every path shown evaluates to the object it names (memo references and the code aside).
+    loaded = pickle.loads(data)
+    for node in tree.walk():
+        if node.path != "obj" and not node.path.endswith(".__code__"):
+            eval(node.path, {"obj": loaded})
+    load_in_subprocess(data, "assert obj['bound']() == 1 and obj['partial']() == -1",
+                       impl=impl)
+
+
+def test_paths_evaluate_to_what_they_name(impl: Impl) -> None:
+    """Across the parity corpus, every path explain prints is an expression that gives the
+    object it describes on the loaded value (placeholders like ``.<arg 0>`` aside)."""
+    import types
+
+    import _parity_corpus as C
+
+    checked = placeholders = 0
+    for name, obj in sorted(C.build_corpus().items()):
+        for protocol in (2, 5):
+            if protocol < C.MIN_PROTOCOL.get(name, 0):
+                continue
+            data = impl.dumps(obj, protocol)
+            loaded = pickle.loads(data)
+            tree = explain_bytes(data).tree
+            for node in tree.walk():
+                if "<" in node.path:
+                    placeholders += 1
+                    continue
+                where = f"{name} (protocol {protocol}): {node.path}"
+                value = eval(node.path, {tree.path: loaded})
+                expected = {"function": types.FunctionType, "class": type,
+                            "code": types.CodeType}.get(node.kind, object)
+                assert isinstance(value, expected), where
+                checked += 1
+    assert checked > 10 * placeholders, (checked, placeholders)

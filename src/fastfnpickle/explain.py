@@ -661,15 +661,17 @@ def _describe(s: Any) -> str:
         array = _numpy_array(s)
         if array is not None:
             return array
-        if type(f) is _Glob:
-            if f.module == "builtins":
-                if f.name == "getattr" and len(args) == 2 and type(first) is _Glob and \
-                        type(_lit(args[1])) is str:
-                    return f"{first.module}.{first.name}.{_lit(args[1])}"
-                if f.name in ("set", "frozenset") and len(args) == 1 and \
-                        type(_deref(args[0])) is _Seq:
-                    return f"{f.name} of {len(_deref(args[0]).items)}"
-            return f"{f.module}.{f.name}(...)"
+        if type(f) is _Glob and f.module == "builtins":
+            if f.name == "getattr":
+                named = _callable_name(s)
+                if named is not None:
+                    return named
+            if f.name in ("set", "frozenset") and len(args) == 1 and \
+                    type(_deref(args[0])) is _Seq:
+                return f"{f.name} of {len(_deref(args[0]).items)}"
+        named = _callable_name(f)
+        if named is not None:
+            return f"{named}(...)"
         cls = _instance_class(s)
         if cls is not None and _rebuild_name(cls) == _NEW_CLASS:
             return f"{_class_name(cls)}(...)"  # an instance of a class pickled by value
@@ -677,6 +679,72 @@ def _describe(s: Any) -> str:
     if t is _Opaque:
         return s.what
     return "object"
+
+
+def _callable_name(s: Any) -> Optional[str]:
+    """``module.name`` of what a placeholder names: a global, or an attribute of one (or of a
+    module or class) fetched with ``getattr``, as pickles name ``types.MethodType``."""
+    s = _deref(s)
+    if type(s) is _Glob:
+        return f"{s.module}.{s.name}"
+    if type(s) is not _Call:
+        return None
+    f = _deref(s.func)
+    args = _items(s.args)
+    if not (type(f) is _Glob and f.module == "builtins" and f.name == "getattr"
+            and len(args) == 2 and type(_lit(args[1])) is str):
+        return None
+    owner = _deref(args[0])
+    rebuild = _rebuild_name(owner)
+    if rebuild == REBUILD_IMPORT_MODULE and type(_lit(_items(owner.args)[0])) is str:
+        base: Optional[str] = _lit(_items(owner.args)[0])
+    elif rebuild == _NEW_CLASS:
+        base = _class_name(owner)
+    else:
+        base = _callable_name(owner)
+    return None if base is None else f"{base}.{_lit(args[1])}"
+
+
+def _named_reference(s: Any) -> Optional[Tuple[str, str]]:
+    """(``module.name``, module) of an attribute of a module or global fetched with
+    ``getattr`` (``dataclasses.MISSING``, ``builtins.object.__setattr__``): a reference loading
+    resolves by importing, like a global."""
+    s = _deref(s)
+    if type(s) is not _Call or s.instance:
+        return None
+    f = _deref(s.func)
+    args = _items(s.args)
+    if not (type(f) is _Glob and f.module == "builtins" and f.name == "getattr"
+            and len(args) == 2 and type(_lit(args[1])) is str):
+        return None
+    owner = _deref(args[0])
+    if type(owner) is _Glob:
+        return f"{owner.module}.{owner.name}.{_lit(args[1])}", owner.module
+    if _rebuild_name(owner) == REBUILD_IMPORT_MODULE:
+        module = _lit(_items(owner.args)[0]) if _items(owner.args) else None
+        if type(module) is str:
+            return f"{module}.{_lit(args[1])}", module
+    if type(owner) is _Call:
+        inner = _named_reference(owner)
+        if inner is not None:
+            return f"{inner[0]}.{_lit(args[1])}", inner[1]
+    return None
+
+
+# The arguments of well-known constructors as attributes of what they make, so paths through
+# them can be pasted: ``C.prop.fget`` rather than ``C.prop.<arg 0>``. "" passes a mapping's
+# items through (``proxy['k']``).
+_ARG_LABELS: Dict[str, Tuple[str, ...]] = {
+    "builtins.property": (".fget", ".fset", ".fdel", ".__doc__"),
+    "builtins.classmethod": (".__func__",),
+    "builtins.staticmethod": (".__func__",),
+    "functools.cached_property": (".func",),
+    "functools.partial": (".func",),
+    "types.MethodType": (".__func__", ".__self__"),
+    "types.MappingProxyType": ("",),
+}
+# functools.partial's state: (func, args, keywords, __dict__); func is the argument again.
+_PARTIAL_STATE = ("", ".args", ".keywords", ".__dict__")
 
 
 def _instance_class(call: _Call) -> Any:
@@ -779,6 +847,9 @@ class _TreeBuilder:
             node = Node(path, "reference", "global", size)
             node.name = f"{s.module}.{s.name}"
             node.module = s.module
+        elif _named_reference(s) is not None:
+            node = Node(path, "reference", "global", size)
+            node.name, node.module = _named_reference(s)  # type: ignore[misc]
         elif rebuild == REBUILD_CODE:
             node = Node(path, "code", "code", size)
             tag = _lit(_items(s.args)[0]) if _items(s.args) else None
@@ -911,10 +982,11 @@ class _TreeBuilder:
                     node.children.append(self._node(base, f"{path}.__bases__[{i}]"))
         for key, value in skeleton.items():
             if key not in ("__module__", "__qualname__"):
-                node.children.append(self._node(value, f"{path}.{key}"))
+                node.children.append(self._node(value, _member_path(path, key, value)))
         state = _items(call.setter_state)
         if state:
-            self._expand_map(node, state[0], path, ".{}")
+            for k, v in _items(state[0]):
+                node.children.append(self._node(v, _member_path(path, _lit(k), v)))
 
     def _expand_map(self, node: Node, mapping: Any, path: str, fmt: str) -> None:
         for k, v in _items(mapping):
@@ -934,7 +1006,8 @@ class _TreeBuilder:
             if rebuild in (_NEW_FUNCTION, _NEW_CLASS, REBUILD_MAKE_MODULE,
                            REBUILD_IMPORT_MODULE) or (
                     rebuild is not None and _unknown(rebuild)) or (
-                    type(s) is _Glob and s.module not in _PLUMBING_MODULES):
+                    type(s) is _Glob and s.module not in _PLUMBING_MODULES) or (
+                    _named_reference(s) is not None):
                 found.append((label, occ))
                 continue
             if type(occ) is _Ref or id(s) in seen:
@@ -943,6 +1016,17 @@ class _TreeBuilder:
             for child_label, child in reversed(_data_children(s)):
                 stack.append((label + child_label, child))
         return found
+
+
+def _member_path(cls_path: str, key: Any, value: Any) -> str:
+    """``C.key``, or ``C.__dict__['key']`` where reading the attribute from the class gives
+    something else: staticmethod and classmethod objects unwrap to their function."""
+    v = _deref(value)
+    if type(key) is not str or not key.isidentifier() or (
+            type(v) is _Call and _callable_name(v.func) in ("builtins.staticmethod",
+                                                            "builtins.classmethod")):
+        return f"{cls_path}.__dict__[{key!r}]"
+    return f"{cls_path}.{key}"
 
 
 def _data_children(s: Any) -> List[Tuple[str, Any]]:
@@ -968,22 +1052,34 @@ def _data_children(s: Any) -> List[Tuple[str, Any]]:
         if rebuild == REBUILD_DICT_VIEW:
             out.extend(("", v) for v in _items(s.args)[:1])
             return out
+        if rebuild == REBUILD_MAKE_TYPEVAR:  # (kind, name, bound, constraints, flags..., id)
+            out.extend(zip((".__class__", ".__name__", ".__bound__", ".__constraints__"),
+                           _items(s.args)))
+            return out
         array = _numpy_children(s)
         if array is not None:
             return array
         f = _deref(s.func)
-        if s.instance:
-            out.append((".__class__", s.func))
-        elif not (type(f) is _Glob and f.module in _PLUMBING_MODULES):
-            out.append((".<constructor>", s.func))
+        named = _callable_name(f)
+        if s.instance or _rebuild_name(f) == _NEW_CLASS:
+            out.append((".__class__", s.func))  # calling a class makes one of its instances
+        elif not (type(f) is _Glob and f.module in _PLUMBING_MODULES) and named is None:
+            out.append((".<constructor>", s.func))  # (a named callable is in the description)
+        labels = _ARG_LABELS.get(named or "", ())
         for i, v in enumerate(_items(s.args)):
             if i == 0 and type(f) is _Glob and f.module == "copyreg":
                 if type(_deref(v)) is not _Glob:  # a Glob is named in the description
                     out.append((".__class__", v))
                 continue
-            out.append((f".<arg {i}>", v))
-        for label, part in _state_parts(s.state):
-            out.append((label, part))
+            out.append((labels[i] if i < len(labels) else f".<arg {i}>", v))
+        state = _deref(s.state)
+        if named == "functools.partial" and type(state) is _Seq and \
+                len(state.items) == len(_PARTIAL_STATE):
+            out.extend((label, part) for label, part in zip(_PARTIAL_STATE, state.items)
+                       if label)
+        else:
+            for label, part in _state_parts(s.state):
+                out.append((label, part))
         out.extend((f"[{i}]", v) for i, v in enumerate(s.items))
         out.extend((_key_label(k, i), v) for i, (k, v) in enumerate(s.setitems))
     return out
