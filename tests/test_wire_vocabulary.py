@@ -131,7 +131,15 @@ def _make_dynamic() -> Dict[str, Any]:
         "def cell_owner():\n"
         "    value = 1\n"
         "    def get():\n        return value\n"
-        "    return get\n",
+        "    return get\n"
+        "import functools\n"
+        "@functools.lru_cache(maxsize=8)\n"
+        "def cached(x):\n    return x * 2\n"
+        "@functools.singledispatch\n"
+        "def show(x):\n    return 'any'\n"
+        "@show.register\n"
+        "def _(x: int):\n    return 'int'\n"
+        "UserId = typing.NewType('UserId', int)\n",
         g,
     )
     return g
@@ -154,7 +162,21 @@ def extra_objects() -> Dict[str, Any]:
         "dict_views": (data.keys(), data.values(), data.items()),
         "dynamic_module": dynamic_module,
         "imported_module": typing,
+        "memoryview": memoryview(b"abcdef")[1:4],
+        "file_copy": _readable_file(),
+        "lru_cache": g["cached"],
+        "singledispatch": g["show"],
+        "new_type": g["UserId"],
     }
+
+
+def _readable_file() -> Any:
+    import tempfile
+
+    f = tempfile.TemporaryFile("w+")
+    f.write("line one\nline two\n")
+    f.seek(5)
+    return f
 
 
 def all_objects() -> Dict[str, Any]:

@@ -639,8 +639,9 @@ _HINT_DB = ("database connections cannot be pickled; pickle what you connect wit
             "database path) and reconnect after loading")
 _HINT_FILE_WRITE = ("files open for writing cannot be pickled; pickle the file name and reopen "
                     "it after loading (mode 'a' to keep appending)")
-_HINT_FILE_READ = ("open files cannot be pickled; pickle the file name (and the position, "
-                   "f.tell()) and reopen it after loading")
+_HINT_FILE_READ = ("closed files, terminals and pipes cannot be pickled (files open for "
+                   "reading pickle as an in-memory copy); pickle the file name (and the "
+                   "position, f.tell()) and reopen it after loading")
 
 
 def hint_for(leaf: Any) -> Optional[str]:
