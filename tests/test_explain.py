@@ -515,3 +515,55 @@ def test_paths_evaluate_to_what_they_name(impl: Impl) -> None:
                 assert isinstance(value, expected), where
                 checked += 1
     assert checked > 10 * placeholders, (checked, placeholders)
+
+
+def test_wrappers_views_file_copies_and_newtypes(impl: Impl, tmp_path: Any) -> None:
+    import decimal
+
+    ns = dynamic(
+        "import functools, typing, decimal\n"
+        "@functools.lru_cache(maxsize=8)\n"
+        "def cached(x):\n    return x * 2\n"
+        "@functools.singledispatch\n"
+        "def show(x):\n    return 'any'\n"
+        "@show.register\n"
+        "def _(x: int):\n    return 'int'\n"
+        "@show.register\n"
+        "def _(x: decimal.Decimal):\n    return 'decimal'\n"
+        "class Local:\n    pass\n"
+        "@show.register\n"
+        "def _(x: Local):\n    return 'local'\n"
+        "UserId = typing.NewType('UserId', int)\n")
+    path = tmp_path / "notes.txt"
+    path.write_text("hello\nworld\n")
+    with open(path) as f:
+        f.readline()
+        obj = {"cached": ns["cached"], "show": ns["show"], "UserId": ns["UserId"],
+               "view": memoryview(bytes(range(24))).cast("B", (4, 6)), "file": f}
+        data = impl.dumps(obj)
+    result = explain_bytes(data)
+    tree = result.tree
+    cached = child(tree, "obj['cached']")
+    assert cached.type == "lru_cache wrapper (maxsize 8)"
+    assert child(cached, "obj['cached'].__wrapped__").kind == "function"
+    show = child(tree, "obj['show']")
+    assert show.type == "singledispatch function"
+    paths = {c.path for c in show.children}
+    assert {"obj['show'].__wrapped__", "obj['show'].registry[int]",
+            "obj['show'].registry[decimal.Decimal]"} <= paths, paths
+    # A class pickled by value has no name to index the registry with: (class, function).
+    assert child(show, "obj['show'].<registered 2>[0]").kind == "class"
+    assert child(show, "obj['show'].<registered 2>[1]").kind == "function"
+    assert child(tree, "obj['UserId']").type == "NewType model_code.UserId"
+    assert child(tree, "obj['view']").type == "memoryview B (4, 6)"
+    assert child(tree, "obj['file']").type == "io.StringIO copy of 12 chars"
+    assert not result.unknown
+    loaded = pickle.loads(data)
+    for node in tree.walk():
+        if "<" not in node.path:
+            eval(node.path, {"obj": loaded, "decimal": decimal})
+    load_in_subprocess(data, """
+        import decimal
+        assert obj['cached'](2) == 4 and obj['show'](1) == 'int'
+        assert obj['show'](decimal.Decimal(1)) == 'decimal' and obj['file'].read() == 'world\\n'
+    """, impl=impl)

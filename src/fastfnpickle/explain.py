@@ -17,9 +17,10 @@ from ._format import (
     FIELD_DEFAULTS, FIELD_EMPTY_CELLS, FIELD_EXTRA, FIELD_KWDEFAULTS, FIELD_MODULE,
     FIELD_MODULES, FIELD_NAME, FIELD_QUALNAME, REBUILD_CLOSURE_CELL, REBUILD_CODE,
     REBUILD_DICT_VIEW, REBUILD_FILL_CELL, REBUILD_FUNCTION, REBUILD_IMPORT_MODULE,
-    REBUILD_MAKE_CELL, REBUILD_MAKE_CLASS, REBUILD_MAKE_MODULE, REBUILD_MAKE_TYPEVAR, REBUILD_MEMORY, REBUILD_FILE_COPY,
-    REBUILD_LRU_CACHE, REBUILD_SINGLEDISPATCH, REBUILD_SINGLEDISPATCH_STATE, REBUILD_NEW_TYPE,
-    REBUILD_PATH, REBUILD_SET_MODULE_STATE, STATE_FIELDS, unseal,
+    REBUILD_FILE_COPY, REBUILD_LRU_CACHE, REBUILD_MAKE_CELL, REBUILD_MAKE_CLASS,
+    REBUILD_MAKE_MODULE, REBUILD_MAKE_TYPEVAR, REBUILD_MEMORY, REBUILD_NEW_TYPE, REBUILD_PATH,
+    REBUILD_SET_MODULE_STATE, REBUILD_SINGLEDISPATCH, REBUILD_SINGLEDISPATCH_STATE,
+    STATE_FIELDS, unseal,
 )
 
 _REBUILD = REBUILD_PATH
@@ -372,7 +373,7 @@ _KNOWN: Dict[str, str] = {
 # ``function`` both makes a function (5 arguments) and fills one (2 arguments); so does
 # ``make_class``.
 _SETTERS = frozenset({REBUILD_FUNCTION, REBUILD_MAKE_CLASS, REBUILD_SET_MODULE_STATE,
-                      REBUILD_FILL_CELL})
+                      REBUILD_FILL_CELL, REBUILD_SINGLEDISPATCH_STATE})
 # The two uses of those double reconstructors, as _rebuild_name tells them apart. The suffix
 # keeps them from ever meaning a reconstructor of that name.
 _NEW_FUNCTION = REBUILD_FUNCTION + ":new"
@@ -659,7 +660,7 @@ def _describe(s: Any) -> str:
         if rebuild is not None:
             if _unknown(rebuild):
                 return f"unknown reconstructor {_REBUILD}.{rebuild}"
-            return _KNOWN[rebuild.partition(":")[0]]
+            return _describe_rebuilt(rebuild, s)
         f = _deref(s.func)
         args = _items(s.args)
         first = _deref(args[0]) if args else None
@@ -686,6 +687,23 @@ def _describe(s: Any) -> str:
     if t is _Opaque:
         return s.what
     return "object"
+
+
+def _describe_rebuilt(rebuild: str, call: _Call) -> str:
+    """What a known reconstructor makes, with the details its arguments give."""
+    parts = _items(call.args)
+    args = [_lit(a) for a in parts]
+    if rebuild == REBUILD_MEMORY and len(args) >= 3:  # (bytes, format, shape, readonly)
+        return f"memoryview {args[1]} {_shape(parts[2])}"
+    if rebuild == REBUILD_FILE_COPY and args and type(args[0]) in (str, bytes):
+        kind, unit = (("io.StringIO", "chars") if type(args[0]) is str
+                      else ("io.BytesIO", "bytes"))
+        return f"{kind} copy of {len(args[0])} {unit}"
+    if rebuild == REBUILD_NEW_TYPE and len(args) >= 4 and type(args[2]) is str:
+        return f"NewType {args[3]}.{args[2]}" if type(args[3]) is str else f"NewType {args[2]}"
+    if rebuild == REBUILD_LRU_CACHE and len(args) >= 2:
+        return f"lru_cache wrapper (maxsize {args[1]})"
+    return _KNOWN[rebuild.partition(":")[0]]
 
 
 def _callable_name(s: Any) -> Optional[str]:
@@ -749,7 +767,15 @@ _ARG_LABELS: Dict[str, Tuple[str, ...]] = {
     "functools.partial": (".func",),
     "types.MethodType": (".__func__", ".__self__"),
     "types.MappingProxyType": ("",),
+    f"{_REBUILD}.{REBUILD_LRU_CACHE}": (".__wrapped__",),  # (func, maxsize, typed)
+    f"{_REBUILD}.{REBUILD_SINGLEDISPATCH}": (".__wrapped__",),  # (func,)
+    f"{_REBUILD}.{REBUILD_NEW_TYPE}": ("", ".__supertype__"),  # (name, supertype, ...)
+    # (kind, name, bound, constraints, flags..., id)
+    f"{_REBUILD}.{REBUILD_MAKE_TYPEVAR}": (".__class__", ".__name__", ".__bound__",
+                                          ".__constraints__"),
 }
+# Reconstructors whose arguments are plain data (bytes, text), summed up in the description.
+_DATA_ONLY = frozenset({REBUILD_MEMORY, REBUILD_FILE_COPY})
 # functools.partial's state: (func, args, keywords, __dict__); func is the argument again.
 _PARTIAL_STATE = ("", ".args", ".keywords", ".__dict__")
 
@@ -790,13 +816,18 @@ def _numpy_array(call: _Call) -> Optional[str]:
     else:
         return None
     code = _items(_deref(dtype).args)[:1] if type(_deref(dtype)) is _Call else []
-    dims = [_lit(d) for d in _items(shape)]
     text = "numpy.ndarray"
     if code and type(_lit(code[0])) is str:
         text += " " + _lit(code[0])
-    if all(type(d) is int for d in dims):
-        text += " (" + ", ".join(map(str, dims)) + ("," if len(dims) == 1 else "") + ")"
-    return text
+    return f"{text} {_shape(shape)}".rstrip()
+
+
+def _shape(shape: Any) -> str:
+    """A shape tuple as Python writes it, ``(1000,)``; "" when it is not all ints."""
+    dims = [_lit(d) for d in _items(shape)]
+    if not all(type(d) is int for d in dims):
+        return ""
+    return "(" + ", ".join(map(str, dims)) + ("," if len(dims) == 1 else "") + ")"
 
 
 def _numpy_children(call: _Call) -> Optional[List[Tuple[str, Any]]]:
@@ -1059,9 +1090,23 @@ def _data_children(s: Any) -> List[Tuple[str, Any]]:
         if rebuild == REBUILD_DICT_VIEW:
             out.extend(("", v) for v in _items(s.args)[:1])
             return out
-        if rebuild == REBUILD_MAKE_TYPEVAR:  # (kind, name, bound, constraints, flags..., id)
-            out.extend(zip((".__class__", ".__name__", ".__bound__", ".__constraints__"),
-                           _items(s.args)))
+        if rebuild in _DATA_ONLY:
+            return out
+        if rebuild == REBUILD_SINGLEDISPATCH:
+            # The base function, then the setter's ((cls, impl), ...) registrations.
+            out.extend((".__wrapped__", v) for v in _items(s.args)[:1])
+            state = _items(s.setter_state)
+            for i, pair in enumerate(_items(state[0]) if state else ()):
+                cls, impl = (_items(pair) + [None, None])[:2]
+                key = _callable_name(cls)  # None for a class pickled by value
+                if key is not None and key.startswith("builtins."):
+                    key = key[len("builtins."):]
+                if key is None:
+                    out.append((f".<registered {i}>", pair))
+                else:
+                    out.append((f".registry[{key}]", impl))
+            if len(state) > 1:
+                out.extend(_state_parts(state[1]))
             return out
         array = _numpy_children(s)
         if array is not None:
