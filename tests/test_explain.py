@@ -396,7 +396,8 @@ def test_numpy_arrays_are_described_not_dissected(impl: Impl) -> None:
 
 
 def test_pydantic_model_instance(impl: Impl) -> None:
-    pytest.importorskip("pydantic", reason="pydantic not installed (pip install fastfnpickle[test])")
+    pytest.importorskip("pydantic",
+                        reason="pydantic not installed (pip install fastfnpickle[test])")
     ns = dynamic(
         "import pydantic\n"
         "class User(pydantic.BaseModel):\n"

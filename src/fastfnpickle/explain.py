@@ -116,7 +116,8 @@ class Explanation:
 
     def to_dict(self) -> Dict[str, Any]:
         def brief(n: Node) -> Dict[str, Any]:
-            d = {"path": n.path, "name": n.name, "module": n.module, "size": n.size}
+            d: Dict[str, Any] = {"path": n.path, "name": n.name, "module": n.module,
+                                 "size": n.size}
             if n.kind == "function":
                 d.update(file=n.file, line=n.line, globals=n.globals, code_tag=n.code_tag)
             return d
@@ -867,6 +868,7 @@ class _TreeBuilder:
         size = occ.end - occ.start
         rebuild = _rebuild_name(s)
         shared = type(occ) is _Ref or id(s) in self.expanded
+        named = _named_reference(s) if rebuild is None else None
         if rebuild == _NEW_FUNCTION:
             node = Node(path, "function", "function", size)
             self._fill_function(node, s, shared)
@@ -885,9 +887,9 @@ class _TreeBuilder:
             node = Node(path, "reference", "global", size)
             node.name = f"{s.module}.{s.name}"
             node.module = s.module
-        elif _named_reference(s) is not None:
+        elif named is not None:
             node = Node(path, "reference", "global", size)
-            node.name, node.module = _named_reference(s)  # type: ignore[misc]
+            node.name, node.module = named
         elif rebuild == REBUILD_CODE:
             node = Node(path, "code", "code", size)
             tag = _lit(_items(s.args)[0]) if _items(s.args) else None
