@@ -48,10 +48,12 @@ def test_module_imports_first_on_its_own(name: str) -> None:
 
 
 LOAD_SIDE = {"fastfnpickle._rebuild", "fastfnpickle._load_py", "fastfnpickle._load",
-             "fastfnpickle._class_registry", "fastfnpickle._names", "fastfnpickle._format"}
+             "fastfnpickle._class_registry", "fastfnpickle._names", "fastfnpickle._format",
+             "fastfnpickle._reconstruct"}
 DUMP_SIDE = {"fastfnpickle._core", "fastfnpickle._core_py", "fastfnpickle._classes",
              "fastfnpickle._modules", "fastfnpickle._reducers", "fastfnpickle._errors",
-             "fastfnpickle._impl"}
+             "fastfnpickle._impl", "fastfnpickle._streams", "fastfnpickle._wrappers",
+             "fastfnpickle._annotations"}
 
 
 def test_modules_found() -> None:

@@ -69,17 +69,15 @@ def dict_view(mapping: Any, kind: str) -> Any:
     return getattr(mapping, kind)()
 
 
-# Memoryviews, file copies, functools wrappers and NewTypes (load-side module).
+# Memoryviews, file copies, functools wrappers and NewTypes.
 from . import _reconstruct  # noqa: E402
 
-for _name in _reconstruct.EXPORTS:
-    globals()[_name] = _export(getattr(_reconstruct, _name), _name)
-memory = _reconstruct.memory
-file_copy = _reconstruct.file_copy
-lru_cache = _reconstruct.lru_cache
-singledispatch = _reconstruct.singledispatch
-singledispatch_state = _reconstruct.singledispatch_state
-new_type = _reconstruct.new_type
+memory = _export(_reconstruct.memory, "memory")
+file_copy = _export(_reconstruct.file_copy, "file_copy")
+lru_cache = _export(_reconstruct.lru_cache, "lru_cache")
+singledispatch = _export(_reconstruct.singledispatch, "singledispatch")
+singledispatch_state = _export(_reconstruct.singledispatch_state, "singledispatch_state")
+new_type = _export(_reconstruct.new_type, "new_type")
 
 # Class-level reconstructors live with the class registry they use.
 make_class = _export(_class_registry.make_class, "make_class")
