@@ -58,4 +58,4 @@ DUMP_SIDE = {"fastfnpickle._core", "fastfnpickle._core_py", "fastfnpickle._class
 
 def test_modules_found() -> None:
     # The walk sees the package's modules (a wrong path would make the test above vacuous).
-    assert {"fastfnpickle._rebuild", "fastfnpickle._core_py", "fastfnpickle._impl"} <= set(MODULES)
+    assert {"fastfnpickle._rebuild", "fastfnpickle._core_py", "fastfnpickle._impl", "fastfnpickle._annotations"} <= set(MODULES)

@@ -12,7 +12,7 @@ import importlib
 from types import ModuleType
 from typing import Any, Callable, Dict, TypeVar
 
-from . import _class_registry
+from . import _class_registry, _reconstruct
 from ._env import env_flag
 
 _load: ModuleType
@@ -70,8 +70,6 @@ def dict_view(mapping: Any, kind: str) -> Any:
 
 
 # Memoryviews, file copies, functools wrappers and NewTypes.
-from . import _reconstruct  # noqa: E402
-
 memory = _export(_reconstruct.memory, "memory")
 file_copy = _export(_reconstruct.file_copy, "file_copy")
 lru_cache = _export(_reconstruct.lru_cache, "lru_cache")
