@@ -258,12 +258,13 @@ def test_hints_for_known_kinds(impl: Impl, tmp_path: Any) -> None:
     sock = socket.socket()
     writing = open(tmp_path / "out.txt", "w")
     reading = open(__file__, "rb")
+    reading.close()  # open for reading, it would pickle as an in-memory copy
     try:
         cases = [
             (coro, "hint: coroutines hold a running frame"),
             (sock, "hint: sockets are connections of this process"),
             (writing, "hint: files open for writing cannot be pickled"),
-            (reading, "hint: open files cannot be pickled"),
+            (reading, "hint: closed files, terminals and pipes cannot be pickled"),
             (sqlite3.connect(":memory:").cursor(), "hint: database connections"),
         ]
         for obj, hint in cases:
@@ -362,7 +363,7 @@ def test_function_from_another_minor_version_names_both(impl: Impl) -> None:
         pickle.loads(data)
     message = str(info.value)
     assert f"Python {other_tag()}" in message and f"Python {CODE_TAG}" in message
-    out = run_python(f"""
+    out = run_python("""
         import pickle, sys
         try:
             pickle.loads(sys.stdin.buffer.read())

@@ -48,12 +48,14 @@ def test_module_imports_first_on_its_own(name: str) -> None:
 
 
 LOAD_SIDE = {"fastfnpickle._rebuild", "fastfnpickle._load_py", "fastfnpickle._load",
-             "fastfnpickle._class_registry", "fastfnpickle._names", "fastfnpickle._format"}
+             "fastfnpickle._class_registry", "fastfnpickle._names", "fastfnpickle._format",
+             "fastfnpickle._reconstruct"}
 DUMP_SIDE = {"fastfnpickle._core", "fastfnpickle._core_py", "fastfnpickle._classes",
              "fastfnpickle._modules", "fastfnpickle._reducers", "fastfnpickle._errors",
-             "fastfnpickle._impl"}
+             "fastfnpickle._impl", "fastfnpickle._streams", "fastfnpickle._wrappers",
+             "fastfnpickle._annotations", "fastfnpickle._enums"}
 
 
 def test_modules_found() -> None:
     # The walk sees the package's modules (a wrong path would make the test above vacuous).
-    assert {"fastfnpickle._rebuild", "fastfnpickle._core_py", "fastfnpickle._impl"} <= set(MODULES)
+    assert {"fastfnpickle._rebuild", "fastfnpickle._core_py", "fastfnpickle._impl", "fastfnpickle._annotations"} <= set(MODULES)

@@ -12,7 +12,9 @@ CODE_TAG_SETS: str = CODE_TAG + "+sets"
 # The wire vocabulary: every global a pickle names inside fastfnpickle is
 # ``REBUILD_PATH.<name>`` for a name in RECONSTRUCTORS. Pickles outlive releases, so these
 # names never change meaning; the readers of pickles (``explain``, the failure notes) take
-# them from here rather than spelling them again.
+# them from here rather than spelling them again. A new reconstructor is exported by
+# ``_rebuild``, listed here, described in ``explain._KNOWN`` and pickled by some object of the
+# tests; tests/test_wire_vocabulary.py fails until all four are done.
 REBUILD_PATH = "fastfnpickle._rebuild"
 REBUILD_FUNCTION = "function"            # (tag, code, filename, globals, closure) -> function;
                                          # also (function, state) -> the function filled in
@@ -27,10 +29,17 @@ REBUILD_DICT_VIEW = "dict_view"          # (mapping, kind) -> keys/values/items 
 REBUILD_MAKE_CLASS = "make_class"        # (metaclass, name, bases, skeleton, id) -> class;
                                          # also (class, (attrs, ...)) -> the class filled in
 REBUILD_MAKE_TYPEVAR = "make_typevar"    # a TypeVar / ParamSpec / TypeVarTuple by value
+REBUILD_MEMORY = "memory"                # (bytes, format, shape, readonly) -> memoryview
+REBUILD_FILE_COPY = "file_copy"          # (content, position, name) -> StringIO / BytesIO
+REBUILD_LRU_CACHE = "lru_cache"          # (function, maxsize, typed) -> an empty-cache wrapper
+REBUILD_SINGLEDISPATCH = "singledispatch"  # (function) -> a singledispatch function
+REBUILD_SINGLEDISPATCH_STATE = "singledispatch_state"  # (dispatcher, registry) -> filled in
+REBUILD_NEW_TYPE = "new_type"            # (name, supertype, module) -> typing.NewType
 RECONSTRUCTORS = (
     REBUILD_FUNCTION, REBUILD_CODE, REBUILD_MAKE_CELL, REBUILD_FILL_CELL, REBUILD_CLOSURE_CELL,
     REBUILD_IMPORT_MODULE, REBUILD_MAKE_MODULE, REBUILD_SET_MODULE_STATE, REBUILD_DICT_VIEW,
-    REBUILD_MAKE_CLASS, REBUILD_MAKE_TYPEVAR,
+    REBUILD_MAKE_CLASS, REBUILD_MAKE_TYPEVAR, REBUILD_MEMORY, REBUILD_FILE_COPY,
+    REBUILD_LRU_CACHE, REBUILD_SINGLEDISPATCH, REBUILD_SINGLEDISPATCH_STATE, REBUILD_NEW_TYPE,
 )
 
 # The function state: a tuple in this order, most often set first, trailing Nones dropped

@@ -12,7 +12,7 @@ import importlib
 from types import ModuleType
 from typing import Any, Callable, Dict, TypeVar
 
-from . import _class_registry
+from . import _class_registry, _reconstruct
 from ._env import env_flag
 
 _load: ModuleType
@@ -68,6 +68,14 @@ def dict_view(mapping: Any, kind: str) -> Any:
         raise ValueError(f"unknown dict view kind {kind!r}")
     return getattr(mapping, kind)()
 
+
+# Memoryviews, file copies, functools wrappers and NewTypes.
+memory = _export(_reconstruct.memory, "memory")
+file_copy = _export(_reconstruct.file_copy, "file_copy")
+lru_cache = _export(_reconstruct.lru_cache, "lru_cache")
+singledispatch = _export(_reconstruct.singledispatch, "singledispatch")
+singledispatch_state = _export(_reconstruct.singledispatch_state, "singledispatch_state")
+new_type = _export(_reconstruct.new_type, "new_type")
 
 # Class-level reconstructors live with the class registry they use.
 make_class = _export(_class_registry.make_class, "make_class")
