@@ -314,7 +314,7 @@ def _light_selection(extra_marks: List[str]) -> List[str]:
     return ["-m", marks, f"--ignore-glob={ROOT / INTEGRATION_GLOB}"]
 
 
-def run_tests(session: nox.Session, version: str, target: Target, source: str) -> None:
+def run_suite(session: nox.Session, version: str, target: Target, source: str) -> None:
     report = Report(session, version, source)
     if not report.step("install (compiled core required)", lambda: install(target, version)):
         report.finish()
@@ -336,7 +336,7 @@ def _make_tests_session(version: str) -> None:
         @nox.session(name=f"tests-{version}", python=False, tags=["tests"], allow_parallel=True)
         def tests_sid(session: nox.Session) -> None:
             target = _sid_target(session, version)
-            run_tests(session, version, target, f"Debian sid root ({SIDROOT.name})")
+            run_suite(session, version, target, f"Debian sid root ({SIDROOT.name})")
         tests_sid.__doc__ = f"Python {version} in the Debian sid root: both implementations."
         return
 
@@ -344,7 +344,7 @@ def _make_tests_session(version: str) -> None:
     @nox.session(name=f"tests-{version}", python=native or version, tags=["tests"],
                  allow_parallel=True)
     def tests_host(session: nox.Session) -> None:
-        run_tests(session, version, _host_target(session), native or version)
+        run_suite(session, version, _host_target(session), native or version)
     tests_host.__doc__ = f"Python {version}: both implementations."
 
 
