@@ -460,7 +460,7 @@ def _function_children(func: FunctionType, rv: Any) -> Iterator[Child]:
 
 def _class_children(cls: type, rv: Any) -> Iterator[Child]:
     if not (_made_by(rv, REBUILD_MAKE_CLASS) and len(rv) == 6 and isinstance(rv[1], tuple)
-            and len(rv[1]) == 5 and isinstance(rv[2], tuple) and len(rv[2]) == 2):
+            and len(rv[1]) == 5 and isinstance(rv[2], tuple) and len(rv[2]) in (2, 3)):
         if isinstance(rv, tuple) and len(rv) == 2:
             return  # a builtin type named through getattr
         yield from _reduce_children(cls, rv, _ReduceLabels("reduction"))
@@ -486,6 +486,10 @@ def _class_children(cls: type, rv: Any) -> Iterator[Child]:
     for key in attrs:
         if key in d:
             yield _attr_step(cls, key, d[key]), d[key]
+    if len(rv[2]) == 3 and isinstance(rv[2][2], dict):  # enum members' own attributes
+        for name, member_attrs in rv[2][2].items():
+            for key, value in member_attrs.items():
+                yield ("", f".{name}.{key}"), value
 
 
 def _module_children(module: ModuleType, rv: Any) -> Iterator[Child]:
