@@ -401,9 +401,14 @@ class _Reader:
 
     def run(self) -> _Sym:
         import pickletools
+        import warnings
 
         try:
-            ops = list(pickletools.genops(self.data))
+            with warnings.catch_warnings():
+                # pickletools decodes protocol-0 strings with escape_decode, which warns about
+                # bad escapes in damaged input: the ValueError below is the answer to that.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                ops = list(pickletools.genops(self.data))
         except Exception as exc:  # genops raises ValueError and friends on bad input
             raise ValueError(f"not a readable pickle: {exc}") from None
         if not ops or ops[-1][0].name != "STOP":
