@@ -254,6 +254,10 @@ def _reduce_by_value(pickler: Any, cls: type) -> tuple:
         members = {name: member._value_ for name, member in cls.__members__.items()}
         skip = skip | _ENUM_SKIP | members.keys()
         skeleton.update(members)
+    if d.get("__annotate_func__") is not None:
+        # 3.14+: the cached result of the class's __annotate__, which travels itself (a cache
+        # set by hand comes with __annotate_func__ None and is kept).
+        skip = skip | {"__annotations_cache__"}
     attrs: Dict[str, Any] = {}
     for key, value in d.items():
         if key in skip:

@@ -22,8 +22,9 @@ from cpython.type cimport PyType_Check
 from cpython.module cimport PyModule_Check
 
 cdef extern from "Python.h":
-    # Field names are the same on 3.9-3.13; Cython emits them by name, the C compiler does the
-    # layout. Reading the struct skips eleven attribute lookups per function.
+    # Field names are the same on 3.10-3.15; Cython emits them by name, the C compiler does the
+    # layout (3.14 added func_annotate, read below through FFP_FUNC_ANNOTATE). Reading the
+    # struct skips eleven attribute lookups per function.
     ctypedef struct PyFunctionObject:
         PyObject* func_code
         PyObject* func_globals
@@ -37,7 +38,19 @@ cdef extern from "Python.h":
         PyObject* func_annotations
         PyObject* func_qualname
 
+cdef extern from *:
+    """
+    #if PY_VERSION_HEX >= 0x030E0000
+    #define FFP_FUNC_ANNOTATE(f) (((PyFunctionObject *)(f))->func_annotate)
+    #else
+    #define FFP_FUNC_ANNOTATE(f) ((PyObject *)NULL)
+    #endif
+    """
+    # The field exists from 3.14 on (PEP 649), so it is read through a version-guarded macro.
+    PyObject* FFP_FUNC_ANNOTATE(object func)
+
 from . import _bytecode as B
+from ._annotations import CLASSDICT_CELL as _CLASSDICT_CELL_NAME, classdict_snapshot as _classdict_snapshot
 from . import _classes, _errors, _modules, _rebuild, _reducers
 from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, PicklingRecursionError, seal
 
@@ -47,6 +60,7 @@ cdef object _FunctionType = FunctionType
 cdef object _CodeType = CodeType
 cdef object _CellType = CellType
 cdef object _ModuleType = ModuleType
+cdef str _CLASSDICT_CELL = _CLASSDICT_CELL_NAME
 cdef object _DYNAMIC_MODULES = frozenset({"__main__", "__mp_main__", None})
 cdef dict _sys_modules = sys.modules
 cdef object _marshal_dumps = marshal.dumps
@@ -355,9 +369,13 @@ cdef object reduce_function(object pickler, object func):
     module = _field(f.func_module)
     defaults = _field(f.func_defaults)
     kwdefaults = _field(f.func_kwdefaults)
-    annotations = _field(f.func_annotations)
-    if annotations is not None and type(annotations) is not dict:
-        annotations = func.__annotations__  # 3.10 may hold a tuple until first access
+    # 3.14+: the function computing the annotations, when set, instead of their values
+    # (see _annotations.py); always NULL before 3.14.
+    annotations = _field(FFP_FUNC_ANNOTATE(func))
+    if annotations is None:
+        annotations = _field(f.func_annotations)
+        if annotations is not None and type(annotations) is not dict:
+            annotations = func.__annotations__  # 3.10 may hold a tuple until first access
     attrs = _field(f.func_dict)
     doc = _field(f.func_doc)
     state = _trimmed((
@@ -422,12 +440,16 @@ cdef tuple _closure_parts(object pickler, object func, tuple closure):
             else:
                 shared[i] = <object>owner
         try:
-            values.append(_stable(pickler, cell.cell_contents))
+            value = cell.cell_contents
         except ValueError:
             values.append(None)
             if empties is None:
                 empties = []
             empties.append(i)
+        else:
+            if type(value) is dict and func.__code__.co_freevars[i] == _CLASSDICT_CELL:
+                value = _classdict_snapshot(pickler, value)
+            values.append(_stable(pickler, value))
         i += 1
     closure_arg = len(closure) if shared is None else tuple(shared)
     return closure_arg, tuple(values), None if empties is None else tuple(empties)

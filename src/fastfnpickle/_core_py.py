@@ -15,6 +15,7 @@ from types import CellType, CodeType, FunctionType, ModuleType
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 from . import _bytecode as B
+from . import _annotations as _ann
 from . import _classes, _errors, _modules, _rebuild, _reducers
 from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, PicklingRecursionError, seal
 
@@ -327,7 +328,7 @@ def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
         None if qualname == _default_qualname(code) else qualname,
         None if name == code.co_name else name,
         None if type(module) is str and module == _dict_get(gdict, "__name__") else (module,),
-        func.__annotations__ or None,
+        _ann.annotations_field(func),
         func.__dict__ or None,
         extra,
     ))
@@ -362,12 +363,16 @@ def _closure_parts(pickler: "Pickler", func: FunctionType, closure: tuple) -> tu
             # A cell of an earlier function, or a cell pickled on its own earlier.
             shared[i] = CellRef(owner[0], owner[1]) if type(owner) is tuple else owner
         try:
-            values.append(pickler._stable(cell.cell_contents))
+            value = cell.cell_contents
         except ValueError:  # empty cell
             values.append(None)
             if empties is None:
                 empties = []
             empties.append(i)
+        else:
+            if type(value) is dict and func.__code__.co_freevars[i] == _ann.CLASSDICT_CELL:
+                value = _ann.classdict_snapshot(pickler, value)
+            values.append(pickler._stable(value))
         i += 1
     closure_arg: Any = len(closure) if shared is None else tuple(shared)
     return closure_arg, tuple(values), None if empties is None else tuple(empties)
@@ -376,7 +381,7 @@ def _closure_parts(pickler: "Pickler", func: FunctionType, closure: tuple) -> tu
 if sys.version_info >= (3, 11):
     def _default_qualname(code: CodeType) -> str:
         return code.co_qualname
-else:
+else:  # 3.10: code objects have no qualname
     def _default_qualname(code: CodeType) -> str:
         return code.co_name
 

@@ -15,6 +15,8 @@ from cpython.dict cimport PyDict_GetItem
 from pickle import UnpicklingError
 from types import CellType, CodeType, FunctionType
 
+from ._annotations import HAS_ANNOTATE as _HAS_ANNOTATE
+from ._bytecode import check_loadable as _check_loadable
 from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, unseal
 
 cdef object _CellType = CellType
@@ -73,6 +75,8 @@ def code(tag, data, filename):
         raise UnpicklingError(f"corrupt code object in pickle: {exc}") from None
     if type(result) is not _CodeType:
         raise UnpicklingError(f"corrupt code object in pickle: got {type(result).__name__}")
+    # Before anything reads it: some forged bytecode crashes the interpreter when read.
+    _check_loadable(result)
     if type(filename) is not str:
         raise UnpicklingError("corrupt code object in pickle: file name is not a string")
     result = _restored(result, filename, tag == _TAG_SETS)
@@ -187,7 +191,10 @@ cdef object _set_state(object func, object state):
     if doc is not None:
         func.__doc__ = doc[0]
     if annotations is not None:
-        func.__annotations__ = annotations
+        if type(annotations) is dict or not _HAS_ANNOTATE:
+            func.__annotations__ = annotations
+        else:  # 3.14+: the function that computes them (see _annotations.py)
+            func.__annotate__ = annotations
     if attrs is not None:
         func.__dict__.update(attrs)
     if extra is not None:

@@ -12,6 +12,8 @@ from pickle import UnpicklingError
 from types import CellType, CodeType, FunctionType
 from typing import Any, Dict, Optional, Tuple, Union
 
+from ._annotations import HAS_ANNOTATE as _HAS_ANNOTATE
+from ._bytecode import check_loadable as _check_loadable
 from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, unseal
 
 # Code objects already unmarshalled, by their bytes: loading the same task function again and
@@ -62,6 +64,8 @@ def code(tag: str, data: bytes, filename: Any) -> CodeType:
         raise UnpicklingError(f"corrupt code object in pickle: {exc}") from None
     if type(result) is not CodeType:
         raise UnpicklingError(f"corrupt code object in pickle: got {type(result).__name__}")
+    # Before anything reads it: some forged bytecode crashes the interpreter when read.
+    _check_loadable(result)
     if type(filename) is not str:
         raise UnpicklingError("corrupt code object in pickle: file name is not a string")
     result = _restored(result, filename, tag == CODE_TAG_SETS)
@@ -179,7 +183,10 @@ def _set_state(func: FunctionType, state: tuple) -> FunctionType:
     if doc is not None:
         func.__doc__ = doc[0]
     if annotations is not None:
-        func.__annotations__ = annotations
+        if type(annotations) is dict or not _HAS_ANNOTATE:
+            func.__annotations__ = annotations
+        else:  # 3.14+: the function that computes them (see _annotations.py)
+            func.__annotate__ = annotations
     if attrs is not None:
         func.__dict__.update(attrs)
     if extra is not None:
