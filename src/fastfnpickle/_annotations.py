@@ -11,24 +11,17 @@ Annotation scopes inside a class body (the class's own ``__annotate__``, its met
 ``__annotate__``, lazy ``type`` aliases, PEP 695 scopes) read class-level names through a cell
 named ``__classdict__`` that holds the class's real namespace dict: with ``_abc_impl``
 (unpicklable), the ``__dict__``/``__weakref__`` descriptors and any set-valued attribute in
-hash order. A pickle carries a snapshot of it instead (see :func:`classdict_snapshot`).
+hash order. A pickle carries a snapshot of the entries each function reads instead (see
+:func:`classdict_snapshot`).
 """
 
 import sys
-from types import FunctionType, GetSetDescriptorType, MemberDescriptorType
-from typing import Any, Dict
+from types import FunctionType
+from typing import Any, Dict, Tuple
 
 HAS_ANNOTATE: bool = sys.version_info >= (3, 14)
 
 CLASSDICT_CELL: str = "__classdict__"
-
-# Namespace entries that are per-process machinery or derived caches, not names an annotation
-# can mean: the class rebuilt on load makes its own.
-_CLASSDICT_SKIP = frozenset({
-    "__dict__", "__weakref__", "_abc_impl", "__slotnames__", "__annotations_cache__",
-    "__classdictcell__", "__classcell__",
-})
-
 
 def annotations_field(func: FunctionType) -> Any:
     """The state's ``annotations`` entry: ``__annotate__`` if set, else the dict, else None."""
@@ -39,25 +32,24 @@ def annotations_field(func: FunctionType) -> Any:
     return func.__annotations__ or None
 
 
-def classdict_snapshot(pickler: Any, namespace: Dict[str, Any]) -> Dict[str, Any]:
-    """A plain dict standing for a class namespace held by a ``__classdict__`` cell.
+def classdict_snapshot(pickler: Any, namespace: Dict[str, Any],
+                       names: Tuple[str, ...]) -> Dict[str, Any]:
+    """The plain dict a ``__classdict__`` cell holds in a pickle: the entries of the class
+    namespace that the function's code reads (``names``, the global names it reads, which
+    include the class-scope lookups), values made stable like class attributes.
 
-    One per namespace per pickle (cells of several annotation scopes share it); values are
-    made stable like the class's own attributes so the bytes do not depend on hash seeds.
+    Annotation code only reads this dict, so each function gets its own cell with its own
+    entries: pickling a method's ``__annotate__`` must not drag in (and fail on) every other
+    attribute of the class, such as ``_abc_impl`` or a lock.
     """
-    tokens = pickler._tokens
-    key = ("classdict", id(namespace))
-    entry = tokens.get(key)
-    if entry is not None:
-        return entry[0]
     snapshot: Dict[str, Any] = {}
     stable = pickler._stable
-    for name, value in namespace.copy().items():  # a copy: other threads may add to it
-        if name in _CLASSDICT_SKIP:
-            continue
-        t = type(value)
-        if t is MemberDescriptorType or t is GetSetDescriptorType:
-            continue  # slot and __dict__ descriptors: made by the rebuilt class itself
-        snapshot[name] = stable(value)
-    tokens[key] = (snapshot, namespace)  # holding the namespace keeps its id unique
+    get = namespace.get
+    for name in names:
+        value = get(name, _MISSING)
+        if value is not _MISSING:
+            snapshot[name] = stable(value)
     return snapshot
+
+
+_MISSING = object()

@@ -52,7 +52,8 @@ cdef extern from *:
 from . import _bytecode as B
 from ._annotations import CLASSDICT_CELL as _CLASSDICT_CELL_NAME, classdict_snapshot as _classdict_snapshot
 from . import _classes, _errors, _modules, _rebuild, _reducers
-from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, PicklingRecursionError, seal
+from ._format import (CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, SLICE_MARK,
+                      PicklingRecursionError, seal)
 
 DEFAULT_PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -219,7 +220,7 @@ cdef bint _scan_code(object code, list names, list chains, set seen_names,
         if t is _CodeType:
             if _scan_code(const, names, chains, seen_names, seen_chains):
                 has_sets = True
-        elif t is frozenset or (t is tuple and _has_frozenset(const)):
+        elif t is frozenset or t is slice or (t is tuple and _has_frozenset(const)):
             has_sets = True
     return has_sets
 
@@ -249,6 +250,8 @@ cdef object _portable(object value, object filename, bint sort_sets):
         if t is frozenset:
             items = sorted([_portable(v, filename, True) for v in value], key=_sort_key)
             return (FROZENSET_MARK,) + tuple(items)
+        if t is slice:
+            return (SLICE_MARK, value.start, value.stop, value.step)
         if t is tuple:
             return tuple([_portable(v, filename, True) for v in value])
     return value
@@ -427,7 +430,18 @@ cdef tuple _closure_parts(object pickler, object func, tuple closure):
     cdef list shared = None
     cdef Py_ssize_t i = 0
     cdef PyObject* owner
+    cdef bint empty
     for cell in closure:
+        try:
+            value = cell.cell_contents
+            empty = False
+        except ValueError:
+            value = None
+            empty = True
+        if not empty and type(value) is dict and func.__code__.co_freevars[i] == _CLASSDICT_CELL:
+            values.append(_classdict_snapshot(pickler, value, code_info(func.__code__).names))
+            i += 1
+            continue
         key = id(cell)
         owner = PyDict_GetItem(seen, key)
         if owner is NULL:
@@ -439,16 +453,12 @@ cdef tuple _closure_parts(object pickler, object func, tuple closure):
                 shared[i] = CellRef((<tuple>owner)[0], (<tuple>owner)[1])
             else:
                 shared[i] = <object>owner
-        try:
-            value = cell.cell_contents
-        except ValueError:
+        if empty:
             values.append(None)
             if empties is None:
                 empties = []
             empties.append(i)
         else:
-            if type(value) is dict and func.__code__.co_freevars[i] == _CLASSDICT_CELL:
-                value = _classdict_snapshot(pickler, value)
             values.append(_stable(pickler, value))
         i += 1
     closure_arg = len(closure) if shared is None else tuple(shared)

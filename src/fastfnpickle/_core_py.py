@@ -17,7 +17,8 @@ from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 from . import _bytecode as B
 from . import _annotations as _ann
 from . import _classes, _errors, _modules, _rebuild, _reducers
-from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, PicklingRecursionError, seal
+from ._format import (CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, SLICE_MARK,
+                      PicklingRecursionError, seal)
 
 DEFAULT_PROTOCOL: int = pickle.HIGHEST_PROTOCOL
 
@@ -159,7 +160,7 @@ def _scan_code(code: CodeType, names: List[str], chains: List[Tuple[str, Tuple[s
         if t is CodeType:
             if _scan_code(const, names, chains, seen_names, seen_chains):
                 has_sets = True
-        elif t is frozenset or (t is tuple and _has_frozenset(const)):
+        elif t is frozenset or t is slice or (t is tuple and _has_frozenset(const)):
             has_sets = True
     return has_sets
 
@@ -192,6 +193,8 @@ def _portable(value: Any, filename: str, sort_sets: bool) -> Any:
         if t is frozenset:
             items = sorted([_portable(v, filename, True) for v in value], key=_sort_key)
             return (FROZENSET_MARK,) + tuple(items)
+        if t is slice:
+            return (SLICE_MARK, value.start, value.stop, value.step)
         if t is tuple:
             return tuple([_portable(v, filename, True) for v in value])
     return value
@@ -353,6 +356,18 @@ def _closure_parts(pickler: "Pickler", func: FunctionType, closure: tuple) -> tu
     shared: Optional[List[Any]] = None
     i = 0
     for cell in closure:
+        try:
+            value = cell.cell_contents
+            empty = False
+        except ValueError:  # empty cell
+            value = None
+            empty = True
+        if not empty and type(value) is dict and \
+                func.__code__.co_freevars[i] == _ann.CLASSDICT_CELL:
+            # A class namespace read by annotation code: a cell of its own (not shared).
+            values.append(_ann.classdict_snapshot(pickler, value, code_info(func.__code__).names))
+            i += 1
+            continue
         key = id(cell)
         owner = seen.get(key)
         if owner is None:
@@ -362,16 +377,12 @@ def _closure_parts(pickler: "Pickler", func: FunctionType, closure: tuple) -> tu
                 shared = [None] * len(closure)
             # A cell of an earlier function, or a cell pickled on its own earlier.
             shared[i] = CellRef(owner[0], owner[1]) if type(owner) is tuple else owner
-        try:
-            value = cell.cell_contents
-        except ValueError:  # empty cell
+        if empty:
             values.append(None)
             if empties is None:
                 empties = []
             empties.append(i)
         else:
-            if type(value) is dict and func.__code__.co_freevars[i] == _ann.CLASSDICT_CELL:
-                value = _ann.classdict_snapshot(pickler, value)
             values.append(pickler._stable(value))
         i += 1
     closure_arg: Any = len(closure) if shared is None else tuple(shared)

@@ -17,7 +17,7 @@ from types import CellType, CodeType, FunctionType
 
 from ._annotations import HAS_ANNOTATE as _HAS_ANNOTATE
 from ._bytecode import check_loadable as _check_loadable
-from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, unseal
+from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, SLICE_MARK, unseal
 
 cdef object _CellType = CellType
 cdef object _CodeType = CodeType
@@ -44,6 +44,8 @@ cdef object _restored(object value, object filename, bint sets):
     if sets and t is tuple:
         if value and type(value[0]) is str and value[0] == _MARK:
             return frozenset(value[1:])
+        if value and type(value[0]) is str and value[0] == SLICE_MARK and len(value) == 4:
+            return slice(value[1], value[2], value[3])
         return tuple([_restored(v, filename, True) for v in value])
     return value
 

@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 from ._annotations import HAS_ANNOTATE as _HAS_ANNOTATE
 from ._bytecode import check_loadable as _check_loadable
-from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, unseal
+from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, SLICE_MARK, unseal
 
 # Code objects already unmarshalled, by their bytes: loading the same task function again and
 # again (the Ray/Dask pattern) skips marshal. Code objects are immutable, so sharing is safe.
@@ -35,6 +35,8 @@ def _restored(value: Any, filename: Any, sets: bool) -> Any:
     if sets and t is tuple:
         if value and type(value[0]) is str and value[0] == FROZENSET_MARK:
             return frozenset(value[1:])
+        if value and type(value[0]) is str and value[0] == SLICE_MARK and len(value) == 4:
+            return slice(value[1], value[2], value[3])
         return tuple([_restored(v, filename, True) for v in value])
     return value
 
