@@ -681,13 +681,13 @@ def test_runtime_only_opcodes_are_refused_on_load(impl: Any) -> None:
     """Opcodes that exist only inside a running interpreter (instrumentation, JIT entries)
     crash 3.12-3.15 as soon as the code object is read (``replace()``, ``co_code``,
     marshal); no marshalled code holds them, so a pickle that does is refused."""
-    from fastfnpickle import _bytecode
+    from fastfnpickle import _codecheck
 
-    if not _bytecode.FORBIDDEN_OPS:
+    if not _codecheck.FORBIDDEN_OPS:
         pytest.skip("this Python has no instrumented or executor opcodes (3.10, 3.11)")
     datas = [
         _dumps_with(_corrupting_pickler(impl, _corrupt_bytecode(op)), lambda x: x + 1)
-        for op in _bytecode.FORBIDDEN_OPS
+        for op in _codecheck.FORBIDDEN_OPS
     ]
     results = _load_each_in_subprocess(impl, datas)
     assert results == ["UnpicklingError"] * len(datas), results

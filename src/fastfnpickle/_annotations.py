@@ -1,55 +1,83 @@
-"""Deferred annotations (PEP 649/749, Python 3.14+) and class-namespace cells, for both twins.
+"""Globals named only inside string annotations (``from __future__ import annotations``).
 
-On 3.14+ a function or class keeps the *function* that computes its annotations
-(``__annotate__``) instead of a dict; reading ``__annotations__`` runs it, which raises
-``NameError`` for a name defined after the function (a forward reference). So a function that
-has an ``__annotate__`` carries that function (pickled like any other), and only one whose
-``__annotations__`` were set by hand (which clears ``__annotate__``) carries the dict: both go
-in the state's ``annotations`` field, told apart on load by type.
-
-Annotation scopes inside a class body (the class's own ``__annotate__``, its methods'
-``__annotate__``, lazy ``type`` aliases, PEP 695 scopes) read class-level names through a cell
-named ``__classdict__`` that holds the class's real namespace dict: with ``_abc_impl``
-(unpicklable), the ``__dict__``/``__weakref__`` descriptors and any set-valued attribute in
-hash order. A pickle carries a snapshot of the entries each function reads instead (see
-:func:`classdict_snapshot`).
+A function pickled by value carries only the globals its bytecode reads, so
+``typing.get_type_hints()`` on the loaded function could not resolve names used only in its
+annotations. Names that resolve, in the function's globals, to objects that pickle well
+(classes, modules, typing constructs, anything importable by name) are captured as well;
+others are left out silently: annotations never make a pickle fail.
 """
 
+import ast
 import sys
-from types import FunctionType
-from typing import Any, Dict, Tuple
-
-HAS_ANNOTATE: bool = sys.version_info >= (3, 14)
-
-CLASSDICT_CELL: str = "__classdict__"
-
-def annotations_field(func: FunctionType) -> Any:
-    """The state's ``annotations`` entry: ``__annotate__`` if set, else the dict, else None."""
-    if HAS_ANNOTATE:
-        annotate = func.__annotate__  # type: ignore[attr-defined]
-        if annotate is not None:
-            return annotate
-    return func.__annotations__ or None
-
-
-def classdict_snapshot(pickler: Any, namespace: Dict[str, Any],
-                       names: Tuple[str, ...]) -> Dict[str, Any]:
-    """The plain dict a ``__classdict__`` cell holds in a pickle: the entries of the class
-    namespace that the function's code reads (``names``, the global names it reads, which
-    include the class-scope lookups), values made stable like class attributes.
-
-    Annotation code only reads this dict, so each function gets its own cell with its own
-    entries: pickling a method's ``__annotate__`` must not drag in (and fail on) every other
-    attribute of the class, such as ``_abc_impl`` or a lock.
-    """
-    snapshot: Dict[str, Any] = {}
-    stable = pickler._stable
-    get = namespace.get
-    for name in names:
-        value = get(name, _MISSING)
-        if value is not _MISSING:
-            snapshot[name] = stable(value)
-    return snapshot
-
+from types import ModuleType
+from typing import Any, Dict, List, Optional, Tuple
 
 _MISSING = object()
+_TYPING_MODULES = frozenset({"typing", "typing_extensions", "types", "collections.abc"})
+
+# Annotation string -> the names it reads; bounded, emptied when full.
+_NAMES: Dict[str, Tuple[str, ...]] = {}
+_NAMES_MAX = 4096
+
+
+def _names_in(text: str) -> Tuple[str, ...]:
+    names = _NAMES.get(text)
+    if names is None:
+        found: List[str] = []
+        try:
+            tree = ast.parse(text, mode="eval")
+        except (SyntaxError, ValueError):
+            tree = None
+        if tree is not None:
+            for node in ast.walk(tree):
+                if type(node) is ast.Name and node.id not in found:
+                    found.append(node.id)
+        names = tuple(found)
+        if len(_NAMES) >= _NAMES_MAX:
+            _NAMES.clear()
+        _NAMES[text] = names
+    return names
+
+
+def _found_by_name(value: Any) -> bool:
+    module_name = getattr(value, "__module__", None)
+    qualname = getattr(value, "__qualname__", None)
+    if type(module_name) is not str or type(qualname) is not str or module_name == "__main__":
+        return False
+    found: Any = sys.modules.get(module_name)
+    for part in qualname.split("."):
+        if found is None:
+            return False
+        found = getattr(found, part, None)
+    return found is value
+
+
+def _pickles_well(value: Any) -> bool:
+    if isinstance(value, (type, ModuleType)):
+        return True
+    try:
+        if type(value).__module__ in _TYPING_MODULES:
+            return True
+        return _found_by_name(value)
+    except Exception:  # a hostile __getattr__: leave it out
+        return False
+
+
+def annotation_globals(annotations: Any, gdict: Dict[str, Any],
+                       taken: Any) -> Optional[List[Tuple[str, Any]]]:
+    """``(name, value)`` of the globals that string values in ``annotations`` read, that
+    ``gdict`` holds, that are not in ``taken`` already, and that pickle well; None if none."""
+    found: Optional[List[Tuple[str, Any]]] = None
+    for text in annotations.values():
+        if type(text) is not str:
+            continue
+        for name in _names_in(text):
+            if name in taken or (found is not None and any(n == name for n, _ in found)):
+                continue
+            value = gdict.get(name, _MISSING)
+            if value is _MISSING or not _pickles_well(value):
+                continue
+            if found is None:
+                found = []
+            found.append((name, value))
+    return found

@@ -2,8 +2,6 @@
 
 import opcode
 import sys
-from pickle import UnpicklingError
-from types import CodeType
 
 _op = opcode.opmap
 
@@ -23,78 +21,34 @@ CACHE: int = _op.get("CACHE", -1)
 LOAD_GLOBAL_SHIFT: int = 1 if sys.version_info >= (3, 11) else 0
 LOAD_ATTR_SHIFT: int = 1 if sys.version_info >= (3, 12) else 0
 
+# Roots of attribute chains besides globals, for submodules reached through closure cells and
+# parameter defaults (``xml.etree.ElementTree`` with ``xml`` in a cell or a default).
+LOAD_FAST: int = _op["LOAD_FAST"]
+LOAD_DEREF: int = _op["LOAD_DEREF"]
+# 3.12+: LOAD_FAST when the local may be unbound.
+LOAD_FAST_CHECK: int = _op.get("LOAD_FAST_CHECK", -1)
+# 3.14+: LOAD_FAST without a new reference.
+LOAD_FAST_BORROW: int = _op.get("LOAD_FAST_BORROW", -1)
+# 3.13+: two locals in one instruction, oparg ``first << 4 | second``; the second is on top.
+LOAD_FAST_LOAD_FAST: int = _op.get("LOAD_FAST_LOAD_FAST", -1)
+LOAD_FAST_BORROW_LOAD_FAST_BORROW: int = _op.get("LOAD_FAST_BORROW_LOAD_FAST_BORROW", -1)
+# Class bodies reading a cell (3.10-3.11 / 3.12+).
+LOAD_CLASSDEREF: int = _op.get("LOAD_CLASSDEREF", -1)
+LOAD_FROM_DICT_OR_DEREF: int = _op.get("LOAD_FROM_DICT_OR_DEREF", -1)
 
-# --------------------------------------------------------------------------------------------
-# Load-side guard. Some opcodes only ever exist in a running interpreter's private copy of the
-# bytecode (instrumentation for sys.monitoring, JIT executor entries): marshal never writes
-# them, because ``co_code`` translates them back first. A code object that holds one raw
-# cannot be translated back (3.12-3.15 dereference tables the code object does not have), so
-# merely reading its ``co_code``, ``replace()``-ing it or marshalling it kills the interpreter.
-# Such code can only come from damaged or forged bytes; refuse it before anything touches it.
-_FORBIDDEN_NAMES = ("ENTER_EXECUTOR", "INSTRUMENTED_LINE", "INSTRUMENTED_INSTRUCTION")
-FORBIDDEN_OPS: bytes = bytes(sorted(
-    _op[n] for n in _FORBIDDEN_NAMES if n in _op and _op[n] < 256
-))
+# Head kinds of local chains (``CodeInfo.chains`` entries whose head is ``(kind, name)``; a
+# global's head is its name): a local of the outermost code object, or a cell variable.
+HEAD_FAST: int = 0
+HEAD_DEREF: int = 1
 
-
-def _cache_sizes() -> bytes:
-    """Inline CACHE entries after each opcode byte (by its base form), as the interpreter
-    skips them when it walks the bytecode; all zero before 3.11."""
-    sizes = bytearray(256)
-    entries = getattr(opcode, "_inline_cache_entries", None)
-    if entries is None:
-        return bytes(sizes)
-    base_of = {}
-    for base, specialized in getattr(opcode, "_specializations", {}).items():
-        for name in specialized:
-            base_of[name] = base
-    all_ops = dict(getattr(opcode, "_specialized_opmap", {}))
-    all_ops.update(_op)
-    for op in range(256):
-        name = opcode.opname[op]
-        for candidate, value in all_ops.items():
-            if value == op:
-                name = candidate
-                break
-        base = base_of.get(name, name)
-        if isinstance(entries, (list, tuple)):
-            n = entries[_op[base]] if base in _op and _op[base] < len(entries) else 0
-        else:  # a mapping by name (3.13+; a frozendict on 3.15)
-            n = entries.get(base, 0)
-        sizes[op] = n
-    return bytes(sizes)
-
-
-CACHE_SIZES: bytes = _cache_sizes() if FORBIDDEN_OPS else bytes(256)
-
-
-def _first_forbidden(raw: bytes) -> int:
-    """The first forbidden opcode at an instruction position of ``raw``, or -1."""
-    n = len(raw)
-    i = 0
-    while i < n:
-        op = raw[i]
-        if op in FORBIDDEN_OPS:
-            return op
-        i += 2 + 2 * CACHE_SIZES[op]
-    return -1
-
-
-def check_loadable(code: CodeType) -> None:
-    """Raise :class:`pickle.UnpicklingError` if ``code`` or code nested in it holds an opcode
-    that would crash the interpreter when the code object is read (see above)."""
-    if not FORBIDDEN_OPS:
-        return
-    # The interpreter's own copy, read without translation (co_code would translate).
-    raw = code._co_code_adaptive
-    for op in FORBIDDEN_OPS:
-        if op in raw:  # rare: usually only a cache entry or argument has this byte value
-            found = _first_forbidden(raw)
-            if found >= 0:
-                raise UnpicklingError(
-                    f"corrupt code object in pickle: {code.co_name!r} holds opcode {found} "
-                    f"({opcode.opname[found]}), which no marshalled code contains")
-            break
-    for const in code.co_consts:
-        if type(const) is CodeType:
-            check_loadable(const)
+if sys.version_info >= (3, 11):
+    def deref_name(code, arg: int) -> str:
+        """The name a LOAD_DEREF-family oparg refers to (an index into all the locals)."""
+        return code._varname_from_oparg(arg)
+else:
+    def deref_name(code, arg: int) -> str:
+        """The name a LOAD_DEREF-family oparg refers to (cell variables, then free ones)."""
+        names = code.co_cellvars + code.co_freevars
+        if arg >= len(names):
+            raise IndexError(f"cell #{arg} out of range")
+        return names[arg]

@@ -12,8 +12,9 @@ from pickle import UnpicklingError
 from types import CellType, CodeType, FunctionType
 from typing import Any, Dict, Optional, Tuple, Union
 
-from ._annotations import HAS_ANNOTATE as _HAS_ANNOTATE
-from ._bytecode import check_loadable as _check_loadable
+from ._codecheck import check_loadable as _check_loadable
+from ._deferred import HAS_ANNOTATE as _HAS_ANNOTATE
+from ._names import intern_keys
 from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, SLICE_MARK, unseal
 
 # Code objects already unmarshalled, by their bytes: loading the same task function again and
@@ -140,6 +141,8 @@ def _make(tag: str, data: bytes, filename: Any, globals_: Dict[str, Any],
 
 
 _NONES = (None,) * 13
+# Names interned as the defining process has them (see _names.intern_keys).
+_intern = sys.intern
 
 
 def _import(name: str) -> Any:
@@ -177,17 +180,20 @@ def _set_state(func: FunctionType, state: tuple) -> FunctionType:
                 closure[i].cell_contents = value
             i += 1
     if name is not None:
-        func.__name__ = name
+        func.__name__ = _intern(name) if type(name) is str else name
     if qualname is not None:
-        func.__qualname__ = qualname
+        func.__qualname__ = _intern(qualname) if type(qualname) is str else qualname
     if module is not None:
         func.__module__ = module[0]
     if doc is not None:
         func.__doc__ = doc[0]
     if annotations is not None:
-        if type(annotations) is dict or not _HAS_ANNOTATE:
+        if type(annotations) is dict:
+            intern_keys(annotations)
             func.__annotations__ = annotations
-        else:  # 3.14+: the function that computes them (see _annotations.py)
+        elif not _HAS_ANNOTATE:
+            func.__annotations__ = annotations  # refused: only a dict can be set here
+        else:  # 3.14+: the function that computes them (see _deferred.py)
             func.__annotate__ = annotations
     if attrs is not None:
         func.__dict__.update(attrs)
