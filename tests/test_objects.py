@@ -172,10 +172,8 @@ def build_typing() -> Any:
         "callable": typing.Callable[..., int], "callable2": typing.Callable[[int, str], None],
         "list": typing.List[int], "literal": typing.Literal["a", 1],
         "dict_local": typing.Dict[str, Local], "tuple": typing.Tuple[int, ...],
-        "any": typing.Any, "Local": Local, "builtin_generic": list[int],
+        "any": typing.Any, "Local": Local, "builtin_generic": list[int], "pipe_union": int | str,
     }
-    if sys.version_info >= (3, 10):
-        out["pipe_union"] = int | str
     return out
 
 
@@ -190,8 +188,7 @@ assert obj["tuple"] == typing.Tuple[int, ...] and obj["any"] is typing.Any
 assert obj["dict_local"] == typing.Dict[str, obj["Local"]]
 assert typing.get_args(obj["dict_local"])[1] is obj["Local"]
 assert obj["builtin_generic"] == list[int]
-if sys.version_info >= (3, 10):
-    assert obj["pipe_union"] == (int | str)
+assert obj["pipe_union"] == (int | str)
 """
 
 

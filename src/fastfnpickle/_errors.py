@@ -127,7 +127,7 @@ def _drop_pickler_notes(exc: BaseException) -> None:
 
 
 def add_note(exc: BaseException, text: str) -> None:
-    """``exc.add_note(text)``; on 3.9/3.10, ``__notes__`` plus the message, which is what
+    """``exc.add_note(text)``; on 3.10, ``__notes__`` plus the message, which is what
     tracebacks there print (they know nothing of notes)."""
     notes = getattr(exc, "__notes__", None)
     if isinstance(notes, list) and text in notes:
