@@ -5,7 +5,6 @@ singletons, the ``types`` module's types, and protocol-5 out-of-band buffers."""
 import collections
 import logging
 import pickle
-import sys
 import textwrap
 import types
 import typing
