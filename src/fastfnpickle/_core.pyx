@@ -50,6 +50,7 @@ cdef extern from *:
     PyObject* FFP_FUNC_ANNOTATE(object func)
 
 from . import _bytecode as B
+from . import _deferred
 from ._deferred import CLASSDICT_CELL as _CLASSDICT_CELL_NAME, classdict_snapshot as _classdict_snapshot
 from . import _annotations, _classes, _errors, _modules, _rebuild, _reducers, _wrappers
 from ._format import (CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, SLICE_MARK,
@@ -62,6 +63,7 @@ cdef object _CodeType = CodeType
 cdef object _CellType = CellType
 cdef object _ModuleType = ModuleType
 cdef str _CLASSDICT_CELL = _CLASSDICT_CELL_NAME
+cdef object _LAZY_IMPORT_TYPE = _deferred.LAZY_IMPORT_TYPE  # None before 3.15
 cdef object _SINGLEDISPATCH_CODE = _wrappers.SINGLEDISPATCH_CODE
 cdef object _DYNAMIC_MODULES = frozenset({"__main__", "__mp_main__", None})
 cdef dict _sys_modules = sys.modules
@@ -366,12 +368,27 @@ cdef object reduce_function(object pickler, object func):
     cdef dict captured = None
     cdef dict modules = None
     cdef PyObject* found
+    cdef list lazy_submodules = None
     registered = pickler._by_value
     for name in info.names:
         # Declared ``except? NULL`` by Cython: a raising key __eq__ propagates, as in the twin.
         found = PyDict_GetItemWithError(gdict, name)
         if found is not NULL:
-            module_name = _imported_name(<object>found, registered)
+            value = <object>found
+            if type(value) is _LAZY_IMPORT_TYPE:  # 3.15+: a lazy import not yet resolved
+                target = _deferred.plain_lazy_module(name, value)
+                if target is not None and not (
+                        registered and _modules.is_by_value_name(target, registered)):
+                    if modules is None:
+                        modules = {}
+                    modules[name] = target.partition(".")[0]
+                    if "." in target:
+                        if lazy_submodules is None:
+                            lazy_submodules = []
+                        lazy_submodules.append(target)
+                    continue
+                value = _deferred.resolve_lazy(value)
+            module_name = _imported_name(value, registered)
             if module_name is not None:
                 if modules is None:
                     modules = {}
@@ -379,7 +396,7 @@ cdef object reduce_function(object pickler, object func):
                 continue
             if captured is None:
                 captured = {}
-            captured[name] = _stable(pickler, <object>found)
+            captured[name] = _stable(pickler, value)
     closure = _field(f.func_closure)
     closure_arg = None
     cell_values = None
@@ -389,6 +406,8 @@ cdef object reduce_function(object pickler, object func):
     submods = None
     if info.chains:
         submods = _submodules(info.chains, modules, func, registered)
+    if lazy_submodules is not None:
+        submods = _deferred.with_submodules(submods, lazy_submodules)
     type_params = None
     if _HAS_TYPE_PARAMS:
         type_params = func.__type_params__ or None

@@ -26,6 +26,7 @@ DEFAULT_PROTOCOL: int = pickle.HIGHEST_PROTOCOL
 _DYNAMIC_MODULES = frozenset({"__main__", "__mp_main__", None})
 
 _dict_get = dict.get
+_LAZY_IMPORT_TYPE = _deferred.LAZY_IMPORT_TYPE  # None before 3.15: no type is None
 _MISSING = object()
 _SINGLEDISPATCH_CODE = _wrappers.SINGLEDISPATCH_CODE
 
@@ -314,11 +315,25 @@ def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
     captured: Optional[Dict[str, Any]] = None
     modules: Optional[Dict[str, str]] = None
     registered = pickler._by_value
+    lazy_submodules: Optional[List[str]] = None
     for name in info.names:
         # As a plain dict, like the C lookups of the compiled core (and of function calls):
         # a dict subclass's overrides are not what the function sees at run time either.
         value = _dict_get(gdict, name, _MISSING)
         if value is not _MISSING:
+            if type(value) is _LAZY_IMPORT_TYPE:  # 3.15+: a lazy import not yet resolved
+                target = _deferred.plain_lazy_module(name, value)
+                if target is not None and not (
+                        registered and _modules.is_by_value_name(target, registered)):
+                    if modules is None:
+                        modules = {}
+                    modules[name] = target.partition(".")[0]
+                    if "." in target:
+                        if lazy_submodules is None:
+                            lazy_submodules = []
+                        lazy_submodules.append(target)
+                    continue
+                value = _deferred.resolve_lazy(value)
             # Imported modules travel as names (no global to look up per pickle).
             module_name = _imported_name(value, registered)
             if module_name is not None:
@@ -347,6 +362,8 @@ def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
     submods = None
     if info.chains:
         submods = _submodules(info.chains, modules, func, registered)
+    if lazy_submodules is not None:
+        submods = _deferred.with_submodules(submods, lazy_submodules)
     type_params = getattr(func, "__type_params__", None) or None
     extra = None if submods is None and type_params is None else (type_params, submods)
     name = func.__name__

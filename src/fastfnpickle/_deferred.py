@@ -15,9 +15,11 @@ hash order. A pickle carries a snapshot of the entries each function reads inste
 :func:`classdict_snapshot`).
 """
 
+import pickle
 import sys
+import types
 from types import FunctionType
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 HAS_ANNOTATE: bool = sys.version_info >= (3, 14)
 
@@ -53,3 +55,53 @@ def classdict_snapshot(pickler: Any, namespace: Dict[str, Any],
 
 
 _MISSING = object()
+
+
+# --------------------------------------------------------------------------------------------
+# Explicit lazy imports (PEP 810, 3.15+). ``lazy import json`` at module level binds the
+# global to a ``types.LazyImportType`` object; the first read of the global through the
+# module's namespace (LOAD_GLOBAL, LOAD_NAME) imports the module and rebinds the global. A
+# pickler reads globals with a plain dict lookup and so sees the lazy object, which the stdlib
+# cannot pickle. Its only public surface is ``resolve()`` (imports, returns the value, leaves
+# the global bound to the lazy object) and its repr, which names the import target.
+
+LAZY_IMPORT_TYPE: Any = getattr(types, "LazyImportType", None)
+
+
+def lazy_target(lazy: Any) -> str:
+    """The dotted name a lazy import object refers to (``<lazy_import 'xml.dom.minidom'>``)."""
+    text = repr(lazy)
+    start = text.find("'")
+    end = text.rfind("'")
+    if start < 0 or end <= start:
+        raise pickle.PicklingError(f"cannot read the target of lazy import {text}")
+    return text[start + 1:end]
+
+
+def plain_lazy_module(key: str, lazy: Any) -> Optional[str]:
+    """For ``lazy import a.b.c`` (which binds ``a``), the dotted name ``a.b.c``; None for the
+    other forms (``lazy from a import b``, ``lazy import a.b as c``), which need resolving.
+
+    The plain form needs no import at pickling time: the global is the top-level package,
+    imported on load like any module global, with the submodule imported beside it.
+    """
+    target = lazy_target(lazy)
+    return target if target.partition(".")[0] == key else None
+
+
+def resolve_lazy(lazy: Any) -> Any:
+    """The value a lazy import stands for: the module if it is imported already, else what
+    ``resolve()`` gives, which imports it in this process (the user's global stays lazy)."""
+    module = sys.modules.get(lazy_target(lazy))
+    return module if module is not None else lazy.resolve()
+
+
+def with_submodules(found: Optional[tuple], extra: Optional[List[str]]) -> Optional[tuple]:
+    """``found`` (submodules to import on load) plus those of plain lazy imports."""
+    if extra is None:
+        return found
+    names = list(found or ())
+    for name in extra:
+        if name not in names:
+            names.append(name)
+    return tuple(names)
