@@ -418,19 +418,20 @@ cdef object reduce_function(object pickler, object func):
     kwdefaults = _field(f.func_kwdefaults)
     # 3.14+: the function computing the annotations, when set, instead of their values
     # (see _deferred.py); always NULL before 3.14.
-    annotations = _field(FFP_FUNC_ANNOTATE(func))
-    if annotations is None:
+    if FFP_FUNC_ANNOTATE(func) is not NULL:
+        annotations = _deferred.annotations_field(func)
+    else:
         annotations = _field(f.func_annotations)
         if annotations is not None and type(annotations) is not dict:
             annotations = func.__annotations__  # 3.10 may hold a tuple until first access
-        if annotations:
-            # Names read only by string annotations, for typing.get_type_hints() after loading.
-            named = _annotations.annotation_globals(annotations, gdict, info.names)
-            if named is not None:
-                if captured is None:
-                    captured = {}
-                for ann_name, value in named:
-                    captured[ann_name] = _stable(pickler, value)
+    if annotations and type(annotations) is dict:
+        # Names read only by string annotations, for typing.get_type_hints() after loading.
+        named = _annotations.annotation_globals(annotations, gdict, info.names)
+        if named is not None:
+            if captured is None:
+                captured = {}
+            for ann_name, value in named:
+                captured[ann_name] = _stable(pickler, value)
     attrs = _field(f.func_dict)
     doc = _field(f.func_doc)
     state = _trimmed((

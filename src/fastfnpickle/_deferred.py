@@ -15,6 +15,7 @@ hash order. A pickle carries a snapshot of the entries each function reads inste
 :func:`classdict_snapshot`).
 """
 
+import __future__
 import pickle
 import sys
 import types
@@ -25,12 +26,24 @@ HAS_ANNOTATE: bool = sys.version_info >= (3, 14)
 
 CLASSDICT_CELL: str = "__classdict__"
 
+# ``from __future__ import annotations``: 3.14 still makes an ``__annotate__``, which returns
+# the annotations as strings; code compiled under the future import carries this flag.
+_FUTURE_ANNOTATIONS: int = __future__.annotations.compiler_flag
+
+
 def annotations_field(func: FunctionType) -> Any:
-    """The state's ``annotations`` entry: ``__annotate__`` if set, else the dict, else None."""
+    """The state's ``annotations`` entry: ``__annotate__`` if set, else the dict, else None.
+
+    Under ``from __future__ import annotations`` the dict of strings instead (computing it
+    runs no user code and cannot fail), as on earlier Pythons: string annotations have
+    their names resolved at pickling time (see ``_annotations``).
+    """
     if HAS_ANNOTATE:
         annotate = func.__annotate__  # type: ignore[attr-defined]
         if annotate is not None:
-            return annotate
+            if type(annotate) is not FunctionType or \
+                    not annotate.__code__.co_flags & _FUTURE_ANNOTATIONS:
+                return annotate
     return func.__annotations__ or None
 
 
