@@ -86,6 +86,7 @@ _ENUM_SKIP = frozenset({
     "_member_type_", "_value_repr_", "_new_member_", "_use_args_", "_boundary_",
     "_flag_mask_", "_all_bits_", "_singles_mask_", "_inverted_", "__new__", "__new_member__",
     "_hashable_values_",
+    "_unhashable_values_map_",  # 3.14+
 })
 
 

@@ -17,7 +17,7 @@ from types import CellType, CodeType, FunctionType
 
 from ._codecheck import check_loadable as _check_loadable
 from ._deferred import HAS_ANNOTATE as _HAS_ANNOTATE
-from ._names import intern_keys
+from ._names import intern_items, intern_keys
 from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, SLICE_MARK, unseal
 
 cdef object _CellType = CellType
@@ -185,6 +185,8 @@ cdef object _set_state(object func, object state):
         i = 0
         for value in <tuple>cell_values:
             if empty_cells is None or i not in empty_cells:
+                if type(value) is list:
+                    intern_items(value)  # 3.14 dataclass __annotate__ cells: field names
                 (<tuple>closure)[i].cell_contents = value
             i += 1
     if name is not None:
@@ -192,7 +194,8 @@ cdef object _set_state(object func, object state):
     if qualname is not None:
         func.__qualname__ = _intern(qualname) if type(qualname) is str else qualname
     if module is not None:
-        func.__module__ = module[0]
+        # Interned like a class's __module__ (3.14 dataclass reprs copy it onto a wrapper).
+        func.__module__ = _intern(module[0]) if type(module[0]) is str else module[0]
     if doc is not None:
         func.__doc__ = doc[0]
     if annotations is not None:

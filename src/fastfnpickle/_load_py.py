@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 from ._codecheck import check_loadable as _check_loadable
 from ._deferred import HAS_ANNOTATE as _HAS_ANNOTATE
-from ._names import intern_keys
+from ._names import intern_items, intern_keys
 from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, SLICE_MARK, unseal
 
 # Code objects already unmarshalled, by their bytes: loading the same task function again and
@@ -177,6 +177,8 @@ def _set_state(func: FunctionType, state: tuple) -> FunctionType:
         i = 0
         for value in cell_values:
             if empty_cells is None or i not in empty_cells:
+                if type(value) is list:
+                    intern_items(value)  # 3.14 dataclass __annotate__ cells: field names
                 closure[i].cell_contents = value
             i += 1
     if name is not None:
@@ -184,7 +186,8 @@ def _set_state(func: FunctionType, state: tuple) -> FunctionType:
     if qualname is not None:
         func.__qualname__ = _intern(qualname) if type(qualname) is str else qualname
     if module is not None:
-        func.__module__ = module[0]
+        # Interned like a class's __module__ (3.14 dataclass reprs copy it onto a wrapper).
+        func.__module__ = _intern(module[0]) if type(module[0]) is str else module[0]
     if doc is not None:
         func.__doc__ = doc[0]
     if annotations is not None:
