@@ -21,7 +21,7 @@ import typing
 from types import GetSetDescriptorType, MemberDescriptorType
 from typing import Any, Dict, FrozenSet, Optional, Tuple
 
-from . import _class_registry, _modules, _rebuild
+from . import _class_registry, _enums, _modules, _rebuild
 
 # Builtin types that cannot be found as module.qualname (types.FunctionType is
 # ``builtins.function``, which does not exist): pickled as ``getattr(types, name)``.
@@ -193,7 +193,9 @@ def _reduce_by_value(pickler: Any, cls: type) -> tuple:
     bases = cls.__bases__
     head = (None if meta is type else meta, cls.__name__,
             () if len(bases) == 1 and bases[0] is object else bases, skeleton)
-    state = (attrs, _abc_registry(cls))
+    registry = _abc_registry(cls)
+    members = _enums.member_attrs(cls) if isinstance(cls, enum.EnumMeta) else None
+    state = (attrs, registry) if members is None else (attrs, registry, members)
     cid = _class_registry.known_id(cls)
     if cid is None:
         cid = _first_id(pickler, cls, head, state)

@@ -19,7 +19,10 @@ import threading
 import types
 from types import CellType, FunctionType, GetSetDescriptorType, MemberDescriptorType, ModuleType
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
-from ._format import FIELD_CAPTURED, FIELD_EMPTY_CELLS, FIELD_MODULES, STATE_FIELDS
+from ._format import (
+    FIELD_CAPTURED, FIELD_EMPTY_CELLS, FIELD_MODULES, REBUILD_FUNCTION, REBUILD_MAKE_CLASS,
+    REBUILD_PATH, STATE_FIELDS,
+)
 
 # A path step: the expression so far is written between ``prefix`` and ``suffix``. Containers
 # with many items give a _ItemStep instead, which makes that text only if the step is used.
@@ -424,9 +427,18 @@ def _attr_step(owner: Any, name: str, value: Any) -> Step:
     return ("", f".__dict__[{name!r}]")
 
 
+def _made_by(rv: Any, reconstructor: str) -> bool:
+    """Whether the reduce value ``rv`` calls ``fastfnpickle._rebuild.<reconstructor>``."""
+    if not (isinstance(rv, tuple) and rv):
+        return False
+    return (getattr(rv[0], "__module__", None) == REBUILD_PATH
+            and getattr(rv[0], "__qualname__", None) == reconstructor)
+
+
 def _function_children(func: FunctionType, rv: Any) -> Iterator[Child]:
     state = rv[2] if isinstance(rv, tuple) and len(rv) > 2 else None
-    if not (isinstance(state, tuple) and len(state) <= len(STATE_FIELDS)):
+    if not (_made_by(rv, REBUILD_FUNCTION) and isinstance(state, tuple)
+            and len(state) <= len(STATE_FIELDS)):
         yield from _reduce_children(func, rv, _ReduceLabels("reduction"))
         return
     # Layout of the state tuple: _format.STATE_FIELDS. Values are read from the function
@@ -461,8 +473,8 @@ def _function_children(func: FunctionType, rv: Any) -> Iterator[Child]:
 
 
 def _class_children(cls: type, rv: Any) -> Iterator[Child]:
-    if not (isinstance(rv, tuple) and len(rv) == 6 and isinstance(rv[1], tuple)
-            and len(rv[1]) == 5 and isinstance(rv[2], tuple) and len(rv[2]) == 2):
+    if not (_made_by(rv, REBUILD_MAKE_CLASS) and len(rv) == 6 and isinstance(rv[1], tuple)
+            and len(rv[1]) == 5 and isinstance(rv[2], tuple) and len(rv[2]) in (2, 3)):
         if isinstance(rv, tuple) and len(rv) == 2:
             return  # a builtin type named through getattr
         yield from _reduce_children(cls, rv, _ReduceLabels("reduction"))
@@ -488,6 +500,10 @@ def _class_children(cls: type, rv: Any) -> Iterator[Child]:
     for key in attrs:
         if key in d:
             yield _attr_step(cls, key, d[key]), d[key]
+    if len(rv[2]) == 3 and isinstance(rv[2][2], dict):  # enum members' own attributes
+        for name, member_attrs in rv[2][2].items():
+            for key, value in member_attrs.items():
+                yield ("", f".{name}.{key}"), value
 
 
 def _module_children(module: ModuleType, rv: Any) -> Iterator[Child]:

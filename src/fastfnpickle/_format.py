@@ -12,7 +12,9 @@ CODE_TAG_SETS: str = CODE_TAG + "+sets"
 # The wire vocabulary: every global a pickle names inside fastfnpickle is
 # ``REBUILD_PATH.<name>`` for a name in RECONSTRUCTORS. Pickles outlive releases, so these
 # names never change meaning; the readers of pickles (``explain``, the failure notes) take
-# them from here rather than spelling them again.
+# them from here rather than spelling them again. A new reconstructor is exported by
+# ``_rebuild``, listed here, described in ``explain._KNOWN`` and pickled by some object of the
+# tests; tests/test_wire_vocabulary.py fails until all four are done.
 REBUILD_PATH = "fastfnpickle._rebuild"
 REBUILD_FUNCTION = "function"            # (tag, code, filename, globals, closure) -> function;
                                          # also (function, state) -> the function filled in
