@@ -315,6 +315,25 @@ def test_lazy_imports(impl) -> None:
 
 
 @needs_315
+def test_function_with_frozendict_globals(impl) -> None:
+    """3.15's exec() takes a frozendict as globals: functions defined there have it."""
+    import builtins
+    import pickle
+
+    from conftest import PYTHON_IMPL, load_in_subprocess
+    namespace: dict = {}
+    exec("def f(y):\n    return x + y\n",
+         frozendict({"x": 1, "__builtins__": builtins, "__name__": "ffp_frozen_globals"}),  # noqa: F821
+         namespace)
+    f = namespace["f"]
+    data = impl.dumps(f)
+    assert data == PYTHON_IMPL.dumps(f)
+    assert pickle.loads(data)(2) == 3
+    assert load_in_subprocess(data, "print(obj(5), type(obj.__globals__).__name__)",
+                              impl).split() == ["6", "dict"]
+
+
+@needs_315
 def test_frozendict_values(impl) -> None:
     out = roundtrip(impl, """
         TABLE = frozendict({"b": 2, "a": 1, "nested": frozendict(x={"s"})})

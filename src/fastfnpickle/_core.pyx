@@ -364,7 +364,10 @@ cdef object reduce_function(object pickler, object func):
     if code is _SINGLEDISPATCH_CODE:
         return _wrappers.reduce_singledispatch(pickler, func)
     cdef CodeInfo info = code_info(code)
-    cdef dict gdict = <dict>f.func_globals
+    globals_ = <object>f.func_globals
+    if type(globals_) is not dict:
+        globals_ = _deferred.plain_globals(globals_)
+    cdef dict gdict = <dict>globals_
     cdef dict captured = None
     cdef dict modules = None
     cdef PyObject* found

@@ -311,6 +311,8 @@ def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
         return _wrappers.reduce_singledispatch(pickler, func)
     info = code_info(code)
     gdict = func.__globals__
+    if type(gdict) is not dict:
+        gdict = _deferred.plain_globals(gdict)
     stable = pickler._stable
     captured: Optional[Dict[str, Any]] = None
     modules: Optional[Dict[str, str]] = None

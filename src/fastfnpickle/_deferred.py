@@ -118,3 +118,9 @@ def with_submodules(found: Optional[tuple], extra: Optional[List[str]]) -> Optio
         if name not in names:
             names.append(name)
     return tuple(names)
+
+
+def plain_globals(namespace: Any) -> Dict[str, Any]:
+    """A plain-dict copy of a function's globals that are not a dict: 3.15's ``exec()`` and
+    ``eval()`` accept a ``frozendict``. The loaded function gets a dict, as for any other."""
+    return dict(namespace)
