@@ -111,7 +111,10 @@ def note_failure(exc: BaseException, root: Any, pickler_class: type, protocol: i
     collecting = gc.isenabled()
     gc.disable()
     try:
-        for note in _diagnose(exc, root, pickler_class, protocol):
+        found = _diagnose(exc, root, pickler_class, protocol)
+        if found:
+            _drop_pickler_notes(exc)
+        for note in found:
             add_note(exc, note)
     except Exception:
         pass  # the diagnosis is best effort; the original error must surface untouched
@@ -121,8 +124,19 @@ def note_failure(exc: BaseException, root: Any, pickler_class: type, protocol: i
         _ACTIVE.busy = False
 
 
+def _drop_pickler_notes(exc: BaseException) -> None:
+    """Remove the notes the 3.14+ C pickler adds on its way out ("when serializing tuple
+    item 0", "when serializing function state", ...): they walk our reduce tuples, not the
+    user's objects, and the path note that replaces them names the same failure in the
+    user's terms."""
+    notes = getattr(exc, "__notes__", None)
+    if isinstance(notes, list):
+        notes[:] = [n for n in notes
+                    if not (isinstance(n, str) and n.startswith("when serializing "))]
+
+
 def add_note(exc: BaseException, text: str) -> None:
-    """``exc.add_note(text)``; on 3.9/3.10, ``__notes__`` plus the message, which is what
+    """``exc.add_note(text)``; on 3.10, ``__notes__`` plus the message, which is what
     tracebacks there print (they know nothing of notes)."""
     notes = getattr(exc, "__notes__", None)
     if isinstance(notes, list) and text in notes:

@@ -66,6 +66,10 @@ STATE_FIELDS = (FIELD_CAPTURED, FIELD_MODULES, FIELD_CELL_VALUES, FIELD_DEFAULTS
 
 # Marks a frozenset constant that was stored as a sorted tuple to make the bytes deterministic.
 FROZENSET_MARK: str = "\x00fastfnpickle.frozenset\x00"
+# Marks a slice constant (3.14+ fold ``x[a:b]`` into one), stored as a tuple: marshal writes
+# slices only from format 5 on, whose back-reference flags make the bytes nondeterministic.
+# Code holding one is tagged CODE_TAG_SETS, like code holding frozensets.
+SLICE_MARK: str = "\x00fastfnpickle.slice\x00"
 
 
 class PicklingRecursionError(PicklingError, RecursionError):
