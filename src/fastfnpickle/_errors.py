@@ -19,9 +19,15 @@ import threading
 import types
 from types import CellType, FunctionType, GetSetDescriptorType, MemberDescriptorType, ModuleType
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
 from ._format import (
-    FIELD_CAPTURED, FIELD_EMPTY_CELLS, FIELD_MODULES, REBUILD_FUNCTION, REBUILD_MAKE_CLASS,
-    REBUILD_PATH, STATE_FIELDS,
+    FIELD_CAPTURED,
+    FIELD_EMPTY_CELLS,
+    FIELD_MODULES,
+    REBUILD_FUNCTION,
+    REBUILD_MAKE_CLASS,
+    REBUILD_PATH,
+    STATE_FIELDS,
 )
 
 # A path step: the expression so far is written between ``prefix`` and ``suffix``. Containers
@@ -105,7 +111,10 @@ def note_failure(exc: BaseException, root: Any, pickler_class: type, protocol: i
     collecting = gc.isenabled()
     gc.disable()
     try:
-        for note in _diagnose(exc, root, pickler_class, protocol):
+        found = _diagnose(exc, root, pickler_class, protocol)
+        if found:
+            _drop_pickler_notes(exc)
+        for note in found:
             add_note(exc, note)
     except Exception:
         pass  # the diagnosis is best effort; the original error must surface untouched
@@ -115,8 +124,19 @@ def note_failure(exc: BaseException, root: Any, pickler_class: type, protocol: i
         _ACTIVE.busy = False
 
 
+def _drop_pickler_notes(exc: BaseException) -> None:
+    """Remove the notes the 3.14+ C pickler adds on its way out ("when serializing tuple
+    item 0", "when serializing function state", ...): they walk our reduce tuples, not the
+    user's objects, and the path note that replaces them names the same failure in the
+    user's terms."""
+    notes = getattr(exc, "__notes__", None)
+    if isinstance(notes, list):
+        notes[:] = [n for n in notes
+                    if not (isinstance(n, str) and n.startswith("when serializing "))]
+
+
 def add_note(exc: BaseException, text: str) -> None:
-    """``exc.add_note(text)``; on 3.9/3.10, ``__notes__`` plus the message, which is what
+    """``exc.add_note(text)``; on 3.10, ``__notes__`` plus the message, which is what
     tracebacks there print (they know nothing of notes)."""
     notes = getattr(exc, "__notes__", None)
     if isinstance(notes, list) and text in notes:
@@ -429,7 +449,7 @@ def _function_children(func: FunctionType, rv: Any) -> Iterator[Child]:
         return
     # Layout of the state tuple: _format.STATE_FIELDS. Values are read from the function
     # itself: the state may hold stand-ins (sets in a stable order).
-    fields = dict(zip(STATE_FIELDS, state))
+    fields = dict(zip(STATE_FIELDS, state, strict=False))  # trailing Nones were dropped
     yield ("", ".__code__"), func.__code__
     gdict = func.__globals__
     for name in list(fields.get(FIELD_CAPTURED) or ()) + list(fields.get(FIELD_MODULES) or ()):
@@ -563,7 +583,7 @@ def _reduce_children(obj: Any, rv: Any, labels: _ReduceLabels) -> Iterator[Child
     if state is not None:
         parts = state if (isinstance(state, tuple) and len(state) == 2
                           and all(p is None or type(p) is dict for p in state)) else (state,)
-        for j, part in enumerate(parts):
+        for part in parts:
             if type(part) is dict:
                 for k, v in part.items():
                     if type(k) is str:
