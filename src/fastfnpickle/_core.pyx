@@ -447,7 +447,7 @@ cdef object reduce_function(object pickler, object func):
         None if kwdefaults is None else {k: _stable(pickler, v) for k, v in kwdefaults.items()},
         None if qualname == (code.co_qualname if _HAS_CO_QUALNAME else code.co_name) else qualname,
         None if name == code.co_name else name,
-        None if type(module) is str and module == gdict.get("__name__") else (module,),
+        None if type(module) is str and module == gdict.get("__name__") else _module_field(module),
         annotations or None,
         attrs or None,
         extra,
@@ -456,6 +456,10 @@ cdef object reduce_function(object pickler, object func):
             (info.tag, info.data, info.filename, _globals_token(pickler._tokens, gdict),
              closure_arg),
             state, None, None, _FUNCTION)
+
+
+cdef tuple _module_field(object module):
+    return (sys.intern(module),) if type(module) is str else (module,)
 
 
 cdef tuple _trimmed(tuple state):

@@ -384,7 +384,7 @@ def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
         None if kwdefaults is None else {k: stable(v) for k, v in kwdefaults.items()},
         None if qualname == _default_qualname(code) else qualname,
         None if name == code.co_name else name,
-        None if type(module) is str and module == _dict_get(gdict, "__name__") else (module,),
+        None if type(module) is str and module == _dict_get(gdict, "__name__") else _module_field(module),
         annotations or None,
         func.__dict__ or None,
         extra,
@@ -392,6 +392,13 @@ def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
     fn = _rebuild.function
     return (fn, (info.tag, info.data, info.filename, pickler._globals_token(gdict), closure_arg),
             state, None, None, fn)
+
+
+def _module_field(module: Any) -> tuple:
+    """The boxed ``__module__`` of a function whose globals say otherwise, interned: the
+    class beside it pickles its interned ``__module__``, and the memo shares one string
+    whether or not the defining code happened to share the object (loaded functions do)."""
+    return (sys.intern(module),) if type(module) is str else (module,)
 
 
 def _trimmed(state: tuple) -> tuple:
