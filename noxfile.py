@@ -194,7 +194,8 @@ def install(target: Target, version: str, extras: str = "test",
     """
     (ROOT / ".nox").mkdir(exist_ok=True)
     with open(ROOT / ".nox" / "build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        if compiled:  # a pure install writes nothing into src/
+            fcntl.flock(lock, fcntl.LOCK_EX)
         _install(target, version, extras, list(packages or []), compiled)
 
 
@@ -313,7 +314,7 @@ def _light_selection(extra_marks: List[str]) -> List[str]:
     return ["-m", marks, f"--ignore-glob={ROOT / INTEGRATION_GLOB}"]
 
 
-def run_tests(session: nox.Session, version: str, target: Target, source: str) -> None:
+def run_suite(session: nox.Session, version: str, target: Target, source: str) -> None:
     report = Report(session, version, source)
     if not report.step("install (compiled core required)", lambda: install(target, version)):
         report.finish()
@@ -335,7 +336,7 @@ def _make_tests_session(version: str) -> None:
         @nox.session(name=f"tests-{version}", python=False, tags=["tests"], allow_parallel=True)
         def tests_sid(session: nox.Session) -> None:
             target = _sid_target(session, version)
-            run_tests(session, version, target, f"Debian sid root ({SIDROOT.name})")
+            run_suite(session, version, target, f"Debian sid root ({SIDROOT.name})")
         tests_sid.__doc__ = f"Python {version} in the Debian sid root: both implementations."
         return
 
@@ -343,7 +344,7 @@ def _make_tests_session(version: str) -> None:
     @nox.session(name=f"tests-{version}", python=native or version, tags=["tests"],
                  allow_parallel=True)
     def tests_host(session: nox.Session) -> None:
-        run_tests(session, version, _host_target(session), native or version)
+        run_suite(session, version, _host_target(session), native or version)
     tests_host.__doc__ = f"Python {version}: both implementations."
 
 
@@ -406,7 +407,7 @@ def lint(session: nox.Session) -> None:
         install(target, HEAVY, packages=LINT_PACKAGES, compiled=False)
     if not report.step("install (pure) + ruff, mypy, import-linter", setup):
         report.finish()
-    report.step("ruff check", lambda: session.run("ruff", "check", *session.posargs))
+    report.step("ruff check", lambda: session.run("ruff", "check"))
     report.step("mypy", lambda: session.run("mypy"))
     if _has_import_contracts():
         report.step("lint-imports", lambda: session.run("lint-imports"))

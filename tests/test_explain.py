@@ -568,3 +568,64 @@ def test_wrappers_views_file_copies_and_newtypes(impl: Impl, tmp_path: Any) -> N
         assert obj['cached'](2) == 4 and obj['show'](1) == 'int'
         assert obj['show'](decimal.Decimal(1)) == 'decimal' and obj['file'].read() == 'world\\n'
     """, impl=impl)
+
+
+def test_damaged_pickles_give_value_error_or_an_explanation(impl: Impl) -> None:
+    """Flipped bytes in real pickles: explain either explains what is there or raises
+    ValueError naming the damage, for the text and the JSON alike."""
+    import random
+
+    import _parity_corpus as C
+
+    pickles = []
+    for name, obj in sorted(C.build_corpus().items()):
+        for protocol in (0, 2, 5):
+            if protocol >= C.MIN_PROTOCOL.get(name, 0):
+                pickles.append(impl.dumps(obj, protocol))
+    rng = random.Random(13)
+    outcomes = {"explained": 0, "refused": 0}
+    for _ in range(1500):
+        data = bytearray(rng.choice(pickles))
+        for _ in range(rng.randint(1, 4)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        try:
+            result = explain_bytes(bytes(data))
+            str(result)
+            json.loads(result.to_json())
+        except ValueError as exc:
+            assert str(exc), "a ValueError must say what is wrong"
+            outcomes["refused"] += 1
+        else:
+            outcomes["explained"] += 1
+    assert min(outcomes.values()) > 50, outcomes
+
+
+class _Forged:
+    """Reduces to a call of ``fastfnpickle._rebuild.function`` with arguments of the wrong
+    shapes: what a damaged or hand-made pickle can hold (never loaded here)."""
+
+    def __init__(self, args: Any, state: Any) -> None:
+        self.args = args
+        self.state = state
+
+    def __reduce__(self) -> Any:
+        from fastfnpickle import _rebuild
+
+        return (_rebuild.function, self.args, self.state, None, None, _rebuild.function)
+
+
+@pytest.mark.parametrize("args, state", [
+    ((CODE_TAG, b"not code", "f.py", [1, 2], 0), ()),            # globals not a dict
+    ((CODE_TAG, b"not code", "f.py", {}, 0), (["a", "b"],)),     # captured not a dict
+    ((CODE_TAG, b"not code", "f.py", {}, 0), ({}, 7, 8, 9)),     # fields of the wrong types
+    ((3, None), ("x",) * 20),                                     # too many state fields
+])
+def test_forged_function_calls_are_refused_or_shown(args: Any, state: Any) -> None:
+    data = pickle.dumps(_Forged(args, state), 5)
+    try:
+        result = explain_bytes(data)
+    except ValueError as exc:
+        assert "malformed pickle" in str(exc)
+    else:
+        str(result)
+        json.loads(result.to_json())

@@ -160,8 +160,10 @@ def summarize(sid_line: str, full_run: bool, wall: float, nox_rc: int) -> int:
             counts, failures = junit_counts(step.get("junit"))
             extra = ""
             if step.get("junit"):
-                extra = (f"  {counts['passed']} passed, {counts['failed'] + counts['errors']} "
-                         f"failed, {counts['skipped']} skipped")
+                # junit counts test cases; pytest's own line also counts failed subtests.
+                extra = (f"  cases: {counts['passed']} passed, "
+                         f"{counts['failed'] + counts['errors']} failed, "
+                         f"{counts['skipped']} skipped")
             log(f"      {step['name']:<40} {fmt(step['seconds']):>8}  {step['status']}{extra}")
             for failure in failures[:MAX_LISTED]:
                 log(f"          failed {failure}")

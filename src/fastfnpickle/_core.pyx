@@ -65,6 +65,7 @@ cdef object _ModuleType = ModuleType
 cdef str _CLASSDICT_CELL = _CLASSDICT_CELL_NAME
 cdef object _LAZY_IMPORT_TYPE = _deferred.LAZY_IMPORT_TYPE  # None before 3.15
 cdef object _SINGLEDISPATCH_CODE = _wrappers.SINGLEDISPATCH_CODE
+cdef object _MISSING = object()
 cdef object _DYNAMIC_MODULES = frozenset({"__main__", "__mp_main__", None})
 cdef dict _sys_modules = sys.modules
 cdef object _marshal_dumps = marshal.dumps
@@ -315,13 +316,26 @@ cdef bint _is_by_reference(object func, object qualname, object registered) exce
 
 cdef object _submodules(tuple chains, dict modules, object func, object registered):
     cdef list found = None
+    cdef object local = None
     for head, attrs in chains:
         if type(head) is str:
             if modules is None:
                 continue
             name = modules.get(head)
         else:
-            name = _modules.local_module_name(func, head, registered)
+            # A cell or a parameter default: resolved once per head (every ``self.x.y`` of a
+            # method shares one), and never for functions without cells or defaults.
+            if local is None:
+                if (func.__closure__ is None and func.__defaults__ is None
+                        and func.__kwdefaults__ is None):
+                    local = False
+                else:
+                    local = {}
+            if local is False:
+                continue
+            name = local.get(head, _MISSING)
+            if name is _MISSING:
+                name = local[head] = _modules.local_module_name(func, head, registered)
         if name is None:
             continue
         for attr in attrs:

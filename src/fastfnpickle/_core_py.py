@@ -263,13 +263,26 @@ def _submodules(chains: Tuple[Tuple[Any, Tuple[str, ...]], ...],
     load."""
     found: Optional[List[str]] = None
     loaded = sys.modules
+    local: Any = None
     for head, attrs in chains:
         if type(head) is str:
             if modules is None:
                 continue
             name = modules.get(head)
         else:
-            name = _modules.local_module_name(func, head, registered)
+            # A cell or a parameter default: resolved once per head (every ``self.x.y`` of a
+            # method shares one), and never for functions without cells or defaults.
+            if local is None:
+                if (func.__closure__ is None and func.__defaults__ is None
+                        and func.__kwdefaults__ is None):
+                    local = False
+                else:
+                    local = {}
+            if local is False:
+                continue
+            name = local.get(head, _MISSING)
+            if name is _MISSING:
+                name = local[head] = _modules.local_module_name(func, head, registered)
         if name is None:
             continue
         for attr in attrs:

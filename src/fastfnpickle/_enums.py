@@ -4,7 +4,8 @@ The loading side rebuilds an enum class through its metaclass from ``name: _valu
 without the class's ``__init__``/``__new__`` (they arrive with the rest of the class state).
 Attributes the members got from those (``Planet.EARTH.mass``) are carried here and put back on
 the members after the class is made. A mixin enum (``int``, ``str``, ``bytes``...) whose custom
-``__new__`` made members that its ``_value_`` alone does not reproduce is refused at dump time.
+``__new__`` made members that its ``_value_`` alone does not reproduce is refused at dump time
+(they would fail on load).
 """
 
 import enum
@@ -57,7 +58,8 @@ def _check_mixin(cls: Any, member_type: type, name: str, member: Any) -> None:
         same = False
     if not same:
         raise PicklingError(
-            f"cannot pickle enum {cls.__qualname__} by value: its member {name} was made by a "
-            f"custom __new__ and its {member_type.__name__} data differs from what its "
-            f"_value_ {value!r} rebuilds; define the enum in an importable module (pickled "
-            "by name), or set _value_ to the arguments __new__ takes")
+            f"cannot pickle enum {cls.__qualname__} by value: its member {name} cannot be "
+            f"rebuilt from its value ({member_type.__name__}({value!r}) does not give it "
+            "back, as when a custom __new__ set _value_ to something else); define the enum "
+            "in an importable module (pickled by name), or set _value_ to the arguments "
+            "__new__ takes")

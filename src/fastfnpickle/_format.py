@@ -13,8 +13,9 @@ CODE_TAG_SETS: str = CODE_TAG + "+sets"
 # ``REBUILD_PATH.<name>`` for a name in RECONSTRUCTORS. Pickles outlive releases, so these
 # names never change meaning; the readers of pickles (``explain``, the failure notes) take
 # them from here rather than spelling them again. A new reconstructor is exported by
-# ``_rebuild``, listed here, described in ``explain._KNOWN`` and pickled by some object of the
-# tests; tests/test_wire_vocabulary.py fails until all four are done.
+# ``_rebuild``, listed here, described in ``explain._KNOWN`` (and ``explain._SETTERS`` when
+# it is a state setter) and pickled by some object of the tests;
+# tests/test_wire_vocabulary.py fails until all of that is done.
 REBUILD_PATH = "fastfnpickle._rebuild"
 REBUILD_FUNCTION = "function"            # (tag, code, filename, globals, closure) -> function;
                                          # also (function, state) -> the function filled in
@@ -34,7 +35,7 @@ REBUILD_FILE_COPY = "file_copy"          # (content, position, name) -> StringIO
 REBUILD_LRU_CACHE = "lru_cache"          # (function, maxsize, typed) -> an empty-cache wrapper
 REBUILD_SINGLEDISPATCH = "singledispatch"  # (function) -> a singledispatch function
 REBUILD_SINGLEDISPATCH_STATE = "singledispatch_state"  # (dispatcher, registry) -> filled in
-REBUILD_NEW_TYPE = "new_type"            # (name, supertype, module) -> typing.NewType
+REBUILD_NEW_TYPE = "new_type"            # (name, supertype, qualname, module) -> NewType
 RECONSTRUCTORS = (
     REBUILD_FUNCTION, REBUILD_CODE, REBUILD_MAKE_CELL, REBUILD_FILL_CELL, REBUILD_CLOSURE_CELL,
     REBUILD_IMPORT_MODULE, REBUILD_MAKE_MODULE, REBUILD_SET_MODULE_STATE, REBUILD_DICT_VIEW,

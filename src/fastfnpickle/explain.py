@@ -133,7 +133,8 @@ class Explanation:
     def to_json(self, indent: Optional[int] = 2) -> str:
         import json
 
-        return json.dumps(self.to_dict(), indent=indent)
+        # default=repr: a damaged pickle can put bytes where a name belongs
+        return json.dumps(self.to_dict(), indent=indent, default=repr)
 
     def __str__(self) -> str:
         return render(self)
@@ -165,7 +166,13 @@ def explain_bytes(data: bytes, source: str = "pickle") -> Explanation:
     """The :class:`Explanation` of a pickle, read without executing anything in it."""
     reader = _Reader(data)
     root = reader.run()
-    tree = _TreeBuilder(reader).build(root)
+    try:
+        tree = _TreeBuilder(reader).build(root)
+    except RecursionError:
+        raise ValueError("pickle nested too deeply to explain") from None
+    except (IndexError, KeyError, TypeError, AttributeError, ValueError) as exc:
+        # Opcodes that run but do not build what fastfnpickle writes (a damaged pickle).
+        raise ValueError(f"malformed pickle: {type(exc).__name__} {exc}") from None
     return Explanation(tree, len(data), reader.protocol, sorted(reader.references), source,
                        [f"{_REBUILD}.{name}" for name in reader.unknown])
 
@@ -394,9 +401,14 @@ class _Reader:
 
     def run(self) -> _Sym:
         import pickletools
+        import warnings
 
         try:
-            ops = list(pickletools.genops(self.data))
+            with warnings.catch_warnings():
+                # pickletools decodes protocol-0 strings with escape_decode, which warns about
+                # bad escapes in damaged input: the ValueError below is the answer to that.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                ops = list(pickletools.genops(self.data))
         except Exception as exc:  # genops raises ValueError and friends on bad input
             raise ValueError(f"not a readable pickle: {exc}") from None
         if not ops or ops[-1][0].name != "STOP":
