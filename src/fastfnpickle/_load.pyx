@@ -15,7 +15,7 @@ from cpython.dict cimport PyDict_GetItem
 from pickle import UnpicklingError
 from types import CellType, CodeType, FunctionType
 
-from ._codecheck import check_loadable as _check_loadable
+from ._codecheck import check_loadable as _check_loadable, check_marshal as _check_marshal
 from ._deferred import HAS_ANNOTATE as _HAS_ANNOTATE
 from ._names import intern_items, intern_keys
 from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, SLICE_MARK, unseal
@@ -72,6 +72,7 @@ def code(tag, data, filename):
             f"Python {_TAG}, and bytecode only loads on the minor version that made it"
         )
     body = unseal(data)
+    _check_marshal(body)  # 3.12/3.13: some forged bytecode crashes marshal.loads itself
     try:
         result = _marshal_loads(body)
     except (ValueError, EOFError, TypeError) as exc:
