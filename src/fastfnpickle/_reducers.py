@@ -45,11 +45,22 @@ def _weakset(pickler: Any, obj: weakref.WeakSet) -> tuple:
     return (weakref.WeakSet, (list(obj),))
 
 
-def _method(pickler: Any, obj: MethodType) -> tuple:
-    # Always rebuilt from its parts, never as getattr(self, name): inside a by-value class's
-    # own state (pydantic's validators, an enum's alias to a member's method) that lookup
-    # would run before the class has its methods.
-    return (MethodType, (obj.__func__, obj.__self__))
+def _method(pickler: Any, obj: MethodType) -> Any:
+    owner = obj.__self__
+    cls = owner if issubclass(type(owner), type) else type(owner)
+    if _classes.by_reference(cls, getattr(cls, "__qualname__", None), pickler._by_value):
+        # As the stdlib does (getattr(self, name)) when that finds the method again.
+        name = getattr(obj.__func__, "__name__", None)
+        if type(name) is str:
+            try:
+                if getattr(owner, name, None) == obj:
+                    return NotImplemented
+            except Exception:
+                pass
+    # Methods of by-value classes and their instances are always rebuilt from their parts:
+    # inside the class's own state (pydantic's validators, an enum's alias of a classmethod)
+    # getattr(self, name) would run before the class has its methods.
+    return (MethodType, (obj.__func__, owner))
 
 
 def _wrapper(pickler: Any, obj: Any) -> tuple:
