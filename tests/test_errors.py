@@ -12,8 +12,8 @@ import traceback
 from typing import Any, Dict, List
 
 import pytest
-
 from conftest import Impl, run_python
+
 from fastfnpickle import _errors
 from fastfnpickle._format import CODE_TAG
 

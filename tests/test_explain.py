@@ -10,8 +10,8 @@ import sys
 from typing import Any, Dict
 
 import pytest
-
 from conftest import Impl, load_in_subprocess, run_python
+
 from fastfnpickle._format import CODE_TAG
 from fastfnpickle.explain import Node, explain, explain_bytes, main
 

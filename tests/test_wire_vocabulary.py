@@ -14,13 +14,13 @@ import types
 import typing
 from typing import Any, Dict, Iterator, List, NamedTuple, Set, Tuple
 
-import pytest
-
 import _parity_corpus as C
+import pytest
 from conftest import Impl
+
 from fastfnpickle import _format, _rebuild
-from fastfnpickle.explain import _KNOWN, _SETTERS, explain_bytes, render
 from fastfnpickle._format import REBUILD_PATH, RECONSTRUCTORS, STATE_FIELDS
+from fastfnpickle.explain import _KNOWN, _SETTERS, explain_bytes, render
 
 _MARK = object()
 _GETS = frozenset({"GET", "BINGET", "LONG_BINGET"})

@@ -461,7 +461,8 @@ cdef object reduce_function(object pickler, object func):
         None if kwdefaults is None else {k: _stable(pickler, v) for k, v in kwdefaults.items()},
         None if qualname == (code.co_qualname if _HAS_CO_QUALNAME else code.co_name) else qualname,
         None if name == code.co_name else name,
-        None if type(module) is str and module == gdict.get("__name__") else (module,),
+        # Interned, as loading interns it: the name is one object wherever it is pickled.
+        _boxed_module(module, gdict.get("__name__")),
         annotations or None,
         attrs or None,
         extra,
@@ -470,6 +471,13 @@ cdef object reduce_function(object pickler, object func):
             (info.tag, info.data, info.filename, _globals_token(pickler._tokens, gdict),
              closure_arg),
             state, None, None, _FUNCTION)
+
+
+cdef object _boxed_module(object module, object globals_name):
+    # The module state field (see the twin).
+    if type(module) is str:
+        return None if module == globals_name else (_intern(module),)
+    return (module,)
 
 
 cdef tuple _trimmed(tuple state):

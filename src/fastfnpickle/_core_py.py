@@ -397,7 +397,8 @@ def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
         None if kwdefaults is None else {k: stable(v) for k, v in kwdefaults.items()},
         None if qualname == _default_qualname(code) else qualname,
         None if name == code.co_name else name,
-        None if type(module) is str and module == _dict_get(gdict, "__name__") else (module,),
+        # Interned, as loading interns it: the name is one object wherever it is pickled.
+        _boxed_module(module, _dict_get(gdict, "__name__")),
         annotations or None,
         func.__dict__ or None,
         extra,
@@ -405,6 +406,13 @@ def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
     fn = _rebuild.function
     return (fn, (info.tag, info.data, info.filename, pickler._globals_token(gdict), closure_arg),
             state, None, None, fn)
+
+
+def _boxed_module(module: Any, globals_name: Any) -> Optional[tuple]:
+    """The ``module`` state field: None when the globals' ``__name__`` gives it."""
+    if type(module) is str:
+        return None if module == globals_name else (sys.intern(module),)
+    return (module,)
 
 
 def _trimmed(state: tuple) -> tuple:

@@ -19,9 +19,15 @@ import threading
 import types
 from types import CellType, FunctionType, GetSetDescriptorType, MemberDescriptorType, ModuleType
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
 from ._format import (
-    FIELD_CAPTURED, FIELD_EMPTY_CELLS, FIELD_MODULES, REBUILD_FUNCTION, REBUILD_MAKE_CLASS,
-    REBUILD_PATH, STATE_FIELDS,
+    FIELD_CAPTURED,
+    FIELD_EMPTY_CELLS,
+    FIELD_MODULES,
+    REBUILD_FUNCTION,
+    REBUILD_MAKE_CLASS,
+    REBUILD_PATH,
+    STATE_FIELDS,
 )
 
 # A path step: the expression so far is written between ``prefix`` and ``suffix``. Containers
@@ -443,7 +449,7 @@ def _function_children(func: FunctionType, rv: Any) -> Iterator[Child]:
         return
     # Layout of the state tuple: _format.STATE_FIELDS. Values are read from the function
     # itself: the state may hold stand-ins (sets in a stable order).
-    fields = dict(zip(STATE_FIELDS, state))
+    fields = dict(zip(STATE_FIELDS, state, strict=False))  # trailing Nones were dropped
     yield ("", ".__code__"), func.__code__
     gdict = func.__globals__
     for name in list(fields.get(FIELD_CAPTURED) or ()) + list(fields.get(FIELD_MODULES) or ()):
@@ -577,7 +583,7 @@ def _reduce_children(obj: Any, rv: Any, labels: _ReduceLabels) -> Iterator[Child
     if state is not None:
         parts = state if (isinstance(state, tuple) and len(state) == 2
                           and all(p is None or type(p) is dict for p in state)) else (state,)
-        for j, part in enumerate(parts):
+        for part in parts:
             if type(part) is dict:
                 for k, v in part.items():
                     if type(k) is str:

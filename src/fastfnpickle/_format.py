@@ -28,7 +28,8 @@ REBUILD_MAKE_MODULE = "make_module"      # (name,) -> an empty dynamic module
 REBUILD_SET_MODULE_STATE = "set_module_state"  # (module, dict) -> the module filled in
 REBUILD_DICT_VIEW = "dict_view"          # (mapping, kind) -> keys/values/items view
 REBUILD_MAKE_CLASS = "make_class"        # (metaclass, name, bases, skeleton, id) -> class;
-                                         # also (class, (attrs, ...)) -> the class filled in
+                                         # also (class, (attrs, abc registry[, enum member
+                                         # attributes])) -> the class filled in
 REBUILD_MAKE_TYPEVAR = "make_typevar"    # a TypeVar / ParamSpec / TypeVarTuple by value
 REBUILD_MEMORY = "memory"                # (bytes, format, shape, readonly) -> memoryview
 REBUILD_FILE_COPY = "file_copy"          # (content, position, name) -> StringIO / BytesIO

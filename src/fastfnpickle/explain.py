@@ -13,14 +13,40 @@ import sys
 from typing import Any, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple
 
 from ._format import (
-    CODE_TAG, CODE_TAG_SETS, FIELD_ANNOTATIONS, FIELD_ATTRS, FIELD_CAPTURED, FIELD_CELL_VALUES,
-    FIELD_DEFAULTS, FIELD_EMPTY_CELLS, FIELD_EXTRA, FIELD_KWDEFAULTS, FIELD_MODULE,
-    FIELD_MODULES, FIELD_NAME, FIELD_QUALNAME, REBUILD_CLOSURE_CELL, REBUILD_CODE,
-    REBUILD_DICT_VIEW, REBUILD_FILL_CELL, REBUILD_FUNCTION, REBUILD_IMPORT_MODULE,
-    REBUILD_FILE_COPY, REBUILD_LRU_CACHE, REBUILD_MAKE_CELL, REBUILD_MAKE_CLASS,
-    REBUILD_MAKE_MODULE, REBUILD_MAKE_TYPEVAR, REBUILD_MEMORY, REBUILD_NEW_TYPE, REBUILD_PATH,
-    REBUILD_SET_MODULE_STATE, REBUILD_SINGLEDISPATCH, REBUILD_SINGLEDISPATCH_STATE,
-    STATE_FIELDS, unseal,
+    CODE_TAG,
+    CODE_TAG_SETS,
+    FIELD_ANNOTATIONS,
+    FIELD_ATTRS,
+    FIELD_CAPTURED,
+    FIELD_CELL_VALUES,
+    FIELD_DEFAULTS,
+    FIELD_EMPTY_CELLS,
+    FIELD_EXTRA,
+    FIELD_KWDEFAULTS,
+    FIELD_MODULE,
+    FIELD_MODULES,
+    FIELD_NAME,
+    FIELD_QUALNAME,
+    REBUILD_CLOSURE_CELL,
+    REBUILD_CODE,
+    REBUILD_DICT_VIEW,
+    REBUILD_FILE_COPY,
+    REBUILD_FILL_CELL,
+    REBUILD_FUNCTION,
+    REBUILD_IMPORT_MODULE,
+    REBUILD_LRU_CACHE,
+    REBUILD_MAKE_CELL,
+    REBUILD_MAKE_CLASS,
+    REBUILD_MAKE_MODULE,
+    REBUILD_MAKE_TYPEVAR,
+    REBUILD_MEMORY,
+    REBUILD_NEW_TYPE,
+    REBUILD_PATH,
+    REBUILD_SET_MODULE_STATE,
+    REBUILD_SINGLEDISPATCH,
+    REBUILD_SINGLEDISPATCH_STATE,
+    STATE_FIELDS,
+    unseal,
 )
 
 _REBUILD = REBUILD_PATH
@@ -479,7 +505,8 @@ class _Reader:
                 stack.append(_Seq("tuple", items, items[0].start, end))
             elif name == "DICT":
                 items, mark_pos = pop_mark()
-                stack.append(_Map(list(zip(items[::2], items[1::2])), mark_pos, end))
+                stack.append(_Map(list(zip(items[::2], items[1::2], strict=False)), mark_pos,
+                                     end))
             elif name == "APPEND":
                 value = stack.pop()
                 self._append(stack[-1], [value], end)
@@ -492,7 +519,8 @@ class _Reader:
                 self._setitems(stack[-1], [(key, value)], end)
             elif name == "SETITEMS":
                 items, _ = pop_mark()
-                self._setitems(stack[-1], list(zip(items[::2], items[1::2])), end)
+                self._setitems(stack[-1], list(zip(items[::2], items[1::2], strict=False)),
+                               end)
             elif name == "POP":
                 if stack:
                     stack.pop()
@@ -626,7 +654,7 @@ def _state_fields(state: Any) -> Optional[Dict[str, Any]]:
     if len(items) > len(STATE_FIELDS) or (not items and type(_deref(state)) is not _Seq):
         return None
     fields: Dict[str, Any] = dict.fromkeys(STATE_FIELDS)
-    fields.update(zip(STATE_FIELDS, items))
+    fields.update(zip(STATE_FIELDS, items, strict=False))  # trailing Nones were dropped
     return fields
 
 
@@ -1141,8 +1169,8 @@ def _data_children(s: Any) -> List[Tuple[str, Any]]:
         state = _deref(s.state)
         if named == "functools.partial" and type(state) is _Seq and \
                 len(state.items) == len(_PARTIAL_STATE):
-            out.extend((label, part) for label, part in zip(_PARTIAL_STATE, state.items)
-                       if label)
+            pairs = zip(_PARTIAL_STATE, state.items, strict=True)
+            out.extend((label, part) for label, part in pairs if label)
         else:
             for label, part in _state_parts(s.state):
                 out.append((label, part))
