@@ -20,6 +20,30 @@ from cpython.object cimport PyObject, PyTypeObject, Py_TPFLAGS_HEAPTYPE
 from cpython.dict cimport PyDict_GetItem, PyDict_GetItemWithError
 from cpython.type cimport PyType_Check
 from cpython.module cimport PyModule_Check
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
+from libc.stdint cimport uint32_t
+from libc.string cimport memcpy
+from cpython.ref cimport Py_INCREF, Py_DECREF
+from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM
+
+cdef extern from "Python.h":
+    # Only the fields _marshal_blanked touches; the C compiler finds them by name.
+    ctypedef struct _CodeStruct "PyCodeObject":
+        PyObject* co_consts
+        PyObject* co_filename
+
+cdef extern from "marshal.h":
+    bytes PyMarshal_WriteObjectToString(object value, int version)
+
+cdef extern from *:
+    """
+    #ifdef Py_GIL_DISABLED
+    #define FASTFNPICKLE_GIL_DISABLED 1
+    #else
+    #define FASTFNPICKLE_GIL_DISABLED 0
+    #endif
+    """
+    const int FASTFNPICKLE_GIL_DISABLED
 
 cdef extern from "Python.h":
     # Field names are the same on 3.9-3.13; Cython emits them by name, the C compiler does the
@@ -39,7 +63,7 @@ cdef extern from "Python.h":
 
 from . import _bytecode as B
 from . import _classes, _errors, _modules, _rebuild, _reducers
-from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, PicklingRecursionError, seal
+from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, PicklingRecursionError, crc32_table
 
 DEFAULT_PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -109,6 +133,38 @@ cdef class CodeInfo:
 cdef dict _CODE_CACHE = {}
 cdef Py_ssize_t _CODE_CACHE_MAX = 4096
 
+# ``_format.seal`` in C (same table as _load.pyx): the Python version's call, slice and concat
+# cost more than the marshalling of a small lambda.
+cdef uint32_t _CRC_TABLE[256]
+
+
+cdef void _init_crc_table():
+    cdef int i = 0
+    for value in crc32_table():
+        _CRC_TABLE[i] = <uint32_t>value
+        i += 1
+
+
+_init_crc_table()
+
+
+cdef bytes _seal(bytes body):
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(body)
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(body)
+    cdef uint32_t crc = 0xFFFFFFFF
+    cdef Py_ssize_t i
+    for i in range(n):
+        crc = _CRC_TABLE[(crc ^ p[i]) & 0xFF] ^ (crc >> 8)
+    crc ^= 0xFFFFFFFF
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, n + 4)
+    cdef unsigned char* q = <unsigned char*>PyBytes_AS_STRING(out)
+    q[0] = crc & 0xFF
+    q[1] = (crc >> 8) & 0xFF
+    q[2] = (crc >> 16) & 0xFF
+    q[3] = (crc >> 24) & 0xFF
+    memcpy(q + 4, p, n)
+    return out
+
 
 cpdef CodeInfo code_info(object code):
     """The cached :class:`CodeInfo` of ``code``."""
@@ -120,7 +176,10 @@ cpdef CodeInfo code_info(object code):
     cdef list chains = []
     cdef bint has_sets = _scan_code(code, names, chains, set(), set())
     filename = code.co_filename
-    data = seal(_marshal_dumps(_portable(code, filename, has_sets), 2))
+    if has_sets or FASTFNPICKLE_GIL_DISABLED or type(filename) is not str:
+        data = _seal(_marshal_dumps(_portable(code, filename, has_sets), 2))
+    else:
+        data = _seal(_marshal_blanked(code, filename))
     cdef CodeInfo info = CodeInfo(CODE_TAG_SETS if has_sets else CODE_TAG, data, filename,
                                   tuple(names), tuple(chains), _derived_doc(code))
     if len(_CODE_CACHE) >= _CODE_CACHE_MAX:
@@ -238,6 +297,50 @@ cdef object _portable(object value, object filename, bint sort_sets):
         if t is tuple:
             return tuple([_portable(v, filename, True) for v in value])
     return value
+
+
+cdef list _blank_filenames(PyObject* code, object filename, object blank, list swapped):
+    cdef _CodeStruct* co = <_CodeStruct*>code
+    cdef PyObject* c
+    cdef Py_ssize_t i
+    if <object>co.co_filename == filename:
+        swapped.append(<object>co.co_filename)  # holds the reference the struct gave up
+        swapped.append(<object>code)
+        Py_INCREF(blank)
+        co.co_filename = <PyObject*>blank
+    for i in range(PyTuple_GET_SIZE(<object>co.co_consts)):
+        c = PyTuple_GET_ITEM(<object>co.co_consts, i)
+        if <object>c.ob_type is _CodeType:
+            _blank_filenames(c, filename, blank, swapped)
+    return swapped
+
+
+cdef void _restore_filenames(list swapped) noexcept:
+    cdef Py_ssize_t i
+    cdef _CodeStruct* co
+    cdef PyObject* blank
+    for i in range(len(swapped) - 2, -1, -2):
+        co = <_CodeStruct*>(<PyObject*>swapped[i + 1])
+        blank = co.co_filename
+        Py_INCREF(swapped[i])
+        co.co_filename = <PyObject*>swapped[i]
+        Py_DECREF(<object>blank)
+
+
+cdef bytes _marshal_blanked(object code, str filename):
+    """``marshal.dumps(_portable(code, filename, False), 2)`` without building the blanked
+    copies: the file name is swapped out of the code objects themselves for the duration of
+    the marshal call, then put back. Nothing else can observe the swap: marshal runs no
+    Python code and allocates no GC-tracked object (so no collection, no finalizer, no
+    GIL release) between the two swaps, and builds without a GIL take the copying path.
+    (An audit hook on "marshal.dumps" runs inside and sees the blank name, as it saw the
+    blanked copy before; it must not hand the code object to another thread meanwhile.)"""
+    cdef list swapped = []
+    try:
+        _blank_filenames(<PyObject*>code, filename, "", swapped)
+        return PyMarshal_WriteObjectToString(code, 2)
+    finally:
+        _restore_filenames(swapped)
 
 
 cdef bint _has_code(tuple consts):
@@ -375,10 +478,11 @@ cdef object reduce_function(object pickler, object func):
         attrs or None,
         extra,
     ))
-    return (_FUNCTION,
-            (info.tag, info.data, info.filename, _globals_token(pickler._tokens, gdict),
-             closure_arg),
-            state, None, None, _FUNCTION)
+    args = (info.tag, info.data, info.filename, _globals_token(pickler._tokens, gdict),
+            closure_arg)
+    if not state:
+        return (_FUNCTION, args)
+    return (_FUNCTION, args, state, None, None, _FUNCTION)
 
 
 cdef tuple _trimmed(tuple state):

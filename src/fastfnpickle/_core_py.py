@@ -332,8 +332,11 @@ def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
         extra,
     ))
     fn = _rebuild.function
-    return (fn, (info.tag, info.data, info.filename, pickler._globals_token(gdict), closure_arg),
-            state, None, None, fn)
+    args = (info.tag, info.data, info.filename, pickler._globals_token(gdict), closure_arg)
+    if not state:
+        # Nothing beyond code, globals and cells: no state call on load.
+        return (fn, args)
+    return (fn, args, state, None, None, fn)
 
 
 def _trimmed(state: tuple) -> tuple:

@@ -12,10 +12,24 @@ import sys
 
 from cpython.object cimport PyObject
 from cpython.dict cimport PyDict_GetItem
+from cpython.ref cimport Py_INCREF, Py_DECREF
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_GET_LENGTH, PyUnicode_CheckExact
+from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_SIZE, PyTuple_GET_ITEM
+from libc.stdint cimport uint32_t
+
+cdef extern from "marshal.h":
+    object PyMarshal_ReadObjectFromString(const char* data, Py_ssize_t len)
+
+cdef extern from "Python.h":
+    # Only the field this module writes; the C compiler finds it by name in every version.
+    ctypedef struct _CodeStruct "PyCodeObject":
+        PyObject* co_consts
+        PyObject* co_filename
 from pickle import UnpicklingError
 from types import CellType, CodeType, FunctionType
 
-from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, unseal
+from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, crc32_table
 
 cdef object _CellType = CellType
 cdef object _CodeType = CodeType
@@ -28,6 +42,85 @@ cdef object _marshal_loads = marshal.loads
 
 cdef dict _CODE_CACHE = {}
 cdef Py_ssize_t _CODE_CACHE_MAX = 512
+
+# CRC-32 (zlib's polynomial, bit-reflected), table-driven in C: zlib.crc32 on a memoryview
+# slice cost more than unmarshalling the code it protects.
+cdef uint32_t _CRC_TABLE[256]
+
+
+cdef void _init_crc_table():
+    cdef int i = 0
+    for value in crc32_table():
+        _CRC_TABLE[i] = <uint32_t>value
+        i += 1
+
+
+_init_crc_table()
+
+
+cdef inline uint32_t _crc32(const unsigned char* p, Py_ssize_t n) noexcept:
+    cdef uint32_t crc = 0xFFFFFFFF
+    cdef Py_ssize_t i
+    for i in range(n):
+        crc = _CRC_TABLE[(crc ^ p[i]) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+cdef object _unmarshal_sealed(object data):
+    """The code object in sealed ``data``, checked as ``_format.unseal`` checks it."""
+    if type(data) is not bytes or PyBytes_GET_SIZE(data) < 5:
+        raise UnpicklingError("corrupt code object in pickle: too short")
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data) - 4
+    cdef uint32_t stored = (<uint32_t>p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16)
+                            | (<uint32_t>p[3] << 24))
+    if _crc32(p + 4, n) != stored:
+        raise UnpicklingError("corrupt code object in pickle: checksum mismatch (damaged bytes)")
+    # (Raises the same "marshal.loads" audit event as marshal.loads.)
+    try:
+        return PyMarshal_ReadObjectFromString(<const char*>(p + 4), n)
+    except (ValueError, EOFError, TypeError) as exc:
+        raise UnpicklingError(f"corrupt code object in pickle: {exc}") from None
+
+
+cdef bint _set_filename_in_place(PyObject* code, object filename):
+    """Put ``filename`` into the blank ``co_filename`` of a code object marshal just made, and
+    of the code objects nested in it, without ``code.replace`` (which builds the whole code
+    object again). Only objects nothing else references yet (one reference: the caller's, or
+    the enclosing consts tuple's) are written; if any is shared, returns False having changed
+    nothing, and the caller falls back to replace."""
+    if code.ob_refcnt != 1 or not _only_fresh_nested(code):
+        return False
+    _write_filename(code, filename)
+    return True
+
+
+cdef bint _only_fresh_nested(PyObject* code):
+    cdef PyObject* consts = (<_CodeStruct*>code).co_consts
+    cdef PyObject* c
+    cdef Py_ssize_t i
+    if not PyTuple_CheckExact(<object>consts):
+        return False
+    for i in range(PyTuple_GET_SIZE(<object>consts)):
+        c = PyTuple_GET_ITEM(<object>consts, i)
+        if <object>c.ob_type is _CodeType and (c.ob_refcnt != 1 or not _only_fresh_nested(c)):
+            return False
+    return True
+
+
+cdef void _write_filename(PyObject* code, object filename):
+    cdef _CodeStruct* co = <_CodeStruct*>code
+    cdef PyObject* old = co.co_filename
+    cdef PyObject* c
+    cdef Py_ssize_t i
+    if PyUnicode_CheckExact(<object>old) and PyUnicode_GET_LENGTH(<object>old) == 0:
+        Py_INCREF(filename)
+        co.co_filename = <PyObject*>filename
+        Py_DECREF(<object>old)
+    for i in range(PyTuple_GET_SIZE(<object>co.co_consts)):
+        c = PyTuple_GET_ITEM(<object>co.co_consts, i)
+        if <object>c.ob_type is _CodeType:
+            _write_filename(c, filename)
 
 
 cdef object _restored(object value, object filename, bint sets):
@@ -66,16 +159,13 @@ def code(tag, data, filename):
             f"this pickle holds a function compiled by Python {version}; this interpreter is "
             f"Python {_TAG}, and bytecode only loads on the minor version that made it"
         )
-    body = unseal(data)
-    try:
-        result = _marshal_loads(body)
-    except (ValueError, EOFError, TypeError) as exc:
-        raise UnpicklingError(f"corrupt code object in pickle: {exc}") from None
+    result = _unmarshal_sealed(data)
     if type(result) is not _CodeType:
         raise UnpicklingError(f"corrupt code object in pickle: got {type(result).__name__}")
     if type(filename) is not str:
         raise UnpicklingError("corrupt code object in pickle: file name is not a string")
-    result = _restored(result, filename, tag == _TAG_SETS)
+    if tag == _TAG_SETS or not _set_filename_in_place(<PyObject*>result, filename):
+        result = _restored(result, filename, tag == _TAG_SETS)
     if tag == _TAG:
         if len(_CODE_CACHE) >= _CODE_CACHE_MAX:
             _CODE_CACHE.clear()
