@@ -1,4 +1,4 @@
-"""pytest-benchmark suites over every target, built on ``fastfnpickle.benchmark``.
+"""pytest-benchmark suites over every target, built on ``fastfnpickle.bench``.
 
 The workloads, targets and pickling steps are the ones ``python -m fastfnpickle bench`` uses;
 this file only adapts them to the ``benchmark`` fixture. With ``--benchmark-disable`` (the CI
@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, Tuple
 
 import pytest
 
-from fastfnpickle import benchmark as fb
+from fastfnpickle import bench as fb
 
 _TARGETS, _MISSING = fb.resolve_targets()
 _BY_NAME = {t.name: t for t in _TARGETS}
@@ -74,7 +74,8 @@ def run_case(benchmark: Any, scale: float) -> Callable[[str, fb.Target, str], No
         with workload.environment(scale), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if op == "loads":
-                benchmark(case.loads_op())
+                with case.target.loading():  # each target loads with its own twin
+                    benchmark(case.loads_op())
             elif workload.fresh is None or workload.per_call:
                 benchmark(case.dumps_op())
             else:

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from fastfnpickle.benchmark import WORKLOADS
+from fastfnpickle.bench import WORKLOADS
 
 NAMES = [name for name, w in WORKLOADS.items() if w.family == "classes"]
 

@@ -5,16 +5,17 @@ Structure only: no timing is asserted (shared, noisy machines).
 
 import json
 import os
+import pickle
+import re
 import subprocess
 import sys
 import textwrap
 from typing import Any, Dict, List, Tuple
 
 import pytest
-
-from fastfnpickle import benchmark
-
 from conftest import PYTHON_IMPL
+
+from fastfnpickle import bench
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,7 +57,7 @@ def test_quick_run_writes_json(tmp_path: Any) -> None:
         + str(out)
 
     targets = {t["name"]: t for t in result["targets"]}
-    assert set(targets) == set(benchmark.TARGET_NAMES)
+    assert set(targets) == set(bench.TARGET_NAMES)
     assert targets["fastfnpickle-python"]["available"]
     assert [w["name"] for w in result["workloads"]] == ["lambda"]
     assert result["workloads"][0]["calls"] == 1
@@ -82,6 +83,18 @@ def test_quick_run_writes_json(tmp_path: Any) -> None:
         assert rows["fastfnpickle-python"]["size"] != rows["cloudpickle"]["size"]
     else:
         assert ours["ratio_cloudpickle"] is None
+
+    # Function workloads are also measured against the marshal floor and cloudpickle's size.
+    assert ours["ratio_floor"] == pytest.approx(
+        ours["median_s"] / rows["marshal-floor"]["dumps"]["median_s"])
+    assert rows["fastfnpickle-python"]["loads"]["ratio_floor"] > 0
+    if targets["cloudpickle"]["available"]:
+        assert rows["fastfnpickle-python"]["size_ratio_cloudpickle"] == pytest.approx(
+            rows["fastfnpickle-python"]["size"] / rows["cloudpickle"]["size"])
+        assert "Function workloads against the marshal floor" in stdout
+    # Each target says how it loads; the fastfnpickle ones name their own twin.
+    assert "_load_py" in targets["fastfnpickle-python"]["loads_via"]
+    assert "fastfnpickle-python loads with pickle.loads" in stdout
 
     # The table on stdout, progress on stderr.
     assert "lambda: one small lambda from __main__" in stdout
@@ -131,32 +144,32 @@ def test_user_objects_and_failures(tmp_path: Any) -> None:
 
 
 def test_usage_errors(capsys: Any) -> None:
-    assert benchmark.main(["--workloads", "no-such-workload"]) == 2
+    assert bench.main(["--workloads", "no-such-workload"]) == 2
     assert "no workload matches" in capsys.readouterr().err
-    assert benchmark.main(["--targets", "pickle,nope"]) == 2
+    assert bench.main(["--targets", "pickle,nope"]) == 2
     assert "unknown target(s) nope" in capsys.readouterr().err
-    assert benchmark.main(["--object", "no_colon"]) == 2
+    assert bench.main(["--object", "no_colon"]) == 2
     assert "module:attr" in capsys.readouterr().err
 
 
 def test_list_names_every_workload_and_target(capsys: Any) -> None:
-    assert benchmark.main(["--list"]) == 0
+    assert bench.main(["--list"]) == 0
     listed = {line.split()[0] for line in capsys.readouterr().out.splitlines() if line.strip()}
-    assert set(benchmark.WORKLOADS) <= listed
-    assert set(benchmark.TARGET_NAMES) <= listed
+    assert set(bench.WORKLOADS) <= listed
+    assert set(bench.TARGET_NAMES) <= listed
 
 
 def test_plot_or_clear_message(tmp_path: Any, capsys: Any) -> None:
     png = tmp_path / "ratios.png"
     args = ["--quick", "--quiet", "--no-verify", "--workloads", "closure",
             "--targets", "fastfnpickle-python,marshal-floor", "--plot", str(png)]
-    from fastfnpickle import _bench_report
+    from fastfnpickle.bench import report
 
-    if _bench_report.have_matplotlib():
-        assert benchmark.main(args) == 0
+    if report.have_matplotlib():
+        assert bench.main(args) == 0
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     else:
-        assert benchmark.main(args) == 2
+        assert bench.main(args) == 2
         assert "--plot needs matplotlib" in capsys.readouterr().err
         assert not png.exists()
 
@@ -164,11 +177,11 @@ def test_plot_or_clear_message(tmp_path: Any, capsys: Any) -> None:
 def test_workload_checks_reject_wrong_objects() -> None:
     # The correctness check must be able to fail, or a broken pickle would pass as "ok".
     scale = 0.01
-    for name, workload in benchmark.WORKLOADS.items():
+    for workload in bench.WORKLOADS.values():
         if workload.missing() is not None:
             continue
         obj = workload.build(scale)
-        good = {i: obj[i] for i in benchmark.sample_indices(len(obj))} if workload.per_call \
+        good = {i: obj[i] for i in bench.sample_indices(len(obj))} if workload.per_call \
             else obj
         workload.check(good, scale)  # type: ignore[misc]
         wrong: Any = {0: None} if workload.per_call else None
@@ -179,10 +192,98 @@ def test_workload_checks_reject_wrong_objects() -> None:
 def test_profile_prints_top_functions(capsys: Any) -> None:
     args = ["--profile", "fastfnpickle-python", "--workloads", "closure,dataclass-1k-list",
             "--scale", "0.01", "--min-time", "0.005"]
-    assert benchmark.main(args) == 0
+    assert bench.main(args) == 0
     out = capsys.readouterr().out
     for header in ("== closure dumps", "== closure loads", "== dataclass-1k-list dumps"):
         assert header in out
     assert "Ordered by: internal time" in out
     # The twin's own reducer shows up in its profile.
     assert "reducer_override" in out
+
+
+def _files_run_by_loads(target: Any, data: bytes) -> set:
+    """Base names of the Python source files whose functions ran in ``target``'s loads."""
+    seen = set()
+
+    def profiler(frame: Any, event: str, arg: Any) -> None:
+        if event == "call":
+            seen.add(os.path.basename(frame.f_code.co_filename))
+
+    with target.loading():
+        sys.setprofile(profiler)
+        try:
+            f = pickle.loads(data)
+        finally:
+            sys.setprofile(None)
+    assert f(2) == 30
+    return seen
+
+
+def test_each_fastfnpickle_target_loads_with_its_own_twin() -> None:
+    # Issue 14: the pure target's loads column must time the pure loader, not whichever twin
+    # the package bound at import.
+    from fastfnpickle import _load_py, _rebuild
+
+    found, _ = bench.resolve_targets(["fastfnpickle-cython", "fastfnpickle-python"])
+    by_name = {t.name: t for t in found}
+    before = dict(vars(_rebuild))
+    closure = bench.WORKLOADS["closure"].build(1.0)
+    pure = by_name["fastfnpickle-python"]
+    data = pure.dumps(closure, None)
+    assert "_load_py.py" in _files_run_by_loads(pure, data)
+    with pure.loading():
+        assert _rebuild.function is _load_py.function and _rebuild.code is _load_py.code
+    assert dict(vars(_rebuild)) == before  # put back
+    if "fastfnpickle-cython" in by_name:
+        from fastfnpickle import _load
+
+        compiled = by_name["fastfnpickle-cython"]
+        assert "_load_py.py" not in _files_run_by_loads(compiled, data)
+        with compiled.loading():
+            assert _rebuild.function is _load.function
+        assert dict(vars(_rebuild)) == before
+    # An exception inside the binding restores the names too.
+    with pytest.raises(RuntimeError):
+        with pure.loading():
+            raise RuntimeError("boom")
+    assert dict(vars(_rebuild)) == before
+
+
+def test_fresh_interpreter_check_uses_each_twin() -> None:
+    from fastfnpickle.bench.targets import loads_for
+
+    found, _ = bench.resolve_targets(["fastfnpickle-python"])
+    data = found[0].dumps(bench.WORKLOADS["closure"].build(1.0), None)
+    code = ("import sys, os; from fastfnpickle.bench.targets import loads_for; "
+            "seen = set(); "
+            "sys.setprofile(lambda fr, ev, a: seen.add(os.path.basename(fr.f_code.co_filename))"
+            " if ev == 'call' else None); "
+            "f = loads_for('fastfnpickle-python')(sys.stdin.buffer.read()); "
+            "sys.setprofile(None); assert f(2) == 30; print('_load_py.py' in seen)")
+    env = PYTHON_IMPL.env()
+    env.pop("FASTFNPICKLE_NO_EXTENSIONS", None)
+    proc = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode().strip() == "True"
+    assert loads_for("pickle") is not loads_for("fastfnpickle-python")
+
+
+def test_library_never_imports_the_harness() -> None:
+    # Only the command-line dispatch may reach fastfnpickle.bench; the library must not.
+    package = os.path.join(ROOT, "src", "fastfnpickle")
+    pattern = re.compile(r"(from\s+(\.|fastfnpickle\.?)\s*import\s+bench\b)|"
+                         r"(from\s+(\.|fastfnpickle\.)bench\b)|(import\s+fastfnpickle\.bench\b)|"
+                         r"(import_module\([^)]*bench)")
+    offenders = []
+    for name in sorted(os.listdir(package)):
+        if name.endswith((".py", ".pyx", ".pxd")) and name != "__main__.py":
+            with open(os.path.join(package, name), encoding="utf-8") as f:
+                if pattern.search(f.read()):
+                    offenders.append(name)
+    assert offenders == []
+    code = "import sys, fastfnpickle; print(any(m.startswith('fastfnpickle.bench') " \
+           "for m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=PYTHON_IMPL.env(), timeout=120)
+    assert proc.stdout.strip() == "False", proc.stderr

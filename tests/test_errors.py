@@ -82,8 +82,39 @@ def test_path_through_dicts_attributes_lists_and_closures(impl: Impl) -> None:
     assert type(exc) is TypeError and "_thread.lock" in str(exc)  # original type and message
     assert notes(exc)[0] == (
         "pickling failed at obj['model'].layers[3].activation.__closure__[0]"
-        ".cell_contents._lock (type: _thread.lock)")
+        ".cell_contents._lock (type: _thread.lock; closure variable state)")
     assert notes(exc)[1].startswith(LOCK_HINT)
+
+
+def test_closure_variables_are_named_in_path_order(impl: Impl) -> None:
+    # Cells are numbered by co_freevars, which is sorted by name: `lock` is cell 1 here.
+    ns = dynamic(
+        "import threading\n"
+        "def outer(alpha, lock):\n"
+        "    def inner():\n"
+        "        return alpha, lock\n"
+        "    return inner\n"
+        "def wrap(zeta, fn):\n"
+        "    def call():\n"
+        "        return zeta, fn()\n"
+        "    return call\n")
+    inner = ns["outer"](1, threading.Lock())
+    assert inner.__code__.co_freevars == ("alpha", "lock")
+    exc = failure(impl, inner)
+    assert notes(exc)[0] == (
+        "pickling failed at inner.__closure__[1].cell_contents "
+        "(type: _thread.lock; closure variable lock)")
+    outer = ns["wrap"](2, inner)
+    exc = failure(impl, {"job": outer})
+    assert notes(exc)[0] == (
+        "pickling failed at obj['job'].__closure__[0].cell_contents.__closure__[1]"
+        ".cell_contents (type: _thread.lock; closure variables fn, lock)")
+    # A cell pickled on its own has no function to name it.
+    exc = failure(impl, [inner.__closure__[1]])
+    assert notes(exc)[0] == "pickling failed at obj[0].cell_contents (type: _thread.lock)"
+    # The path must evaluate to the object it names.
+    path = notes(exc)[0].split(" at ", 1)[1].split(" (type", 1)[0]
+    assert eval(path, {"obj": [inner.__closure__[1]]}) is inner.__closure__[1].cell_contents
 
 
 def test_path_through_tuples_sets_and_slots(impl: Impl) -> None:
@@ -172,6 +203,21 @@ def test_deep_nesting_is_a_pickling_error_with_a_path(impl: Impl) -> None:
     (note,) = notes(exc)
     assert note.startswith("nested too deeply to pickle along obj['config'][0][0][0][0][0]")
     assert "levels deep" in note
+    assert "closure variable" not in note
+
+
+def test_deep_nesting_through_closures_names_the_variables(impl: Impl) -> None:
+    ns = dynamic("def link(nxt):\n    def step():\n        return nxt\n    return step\n")
+    chain: Any = None
+    for _ in range(50_000):
+        chain = ns["link"](chain)
+    exc = failure(impl, chain)
+    assert isinstance(exc, pickle.PicklingError)
+    (note,) = notes(exc)
+    assert note.startswith(
+        "nested too deeply to pickle along step.__closure__[0].cell_contents"
+        ".__closure__[0].cell_contents"), note
+    assert note.endswith("levels deep; closure variable nxt)"), note  # each name once
 
 
 def test_failure_outside_the_object_graph_adds_no_note(impl: Impl) -> None:
@@ -212,12 +258,13 @@ def test_hints_for_known_kinds(impl: Impl, tmp_path: Any) -> None:
     sock = socket.socket()
     writing = open(tmp_path / "out.txt", "w")
     reading = open(__file__, "rb")
+    reading.close()  # open for reading, it would pickle as an in-memory copy
     try:
         cases = [
             (coro, "hint: coroutines hold a running frame"),
             (sock, "hint: sockets are connections of this process"),
             (writing, "hint: files open for writing cannot be pickled"),
-            (reading, "hint: open files cannot be pickled"),
+            (reading, "hint: closed files, terminals and pipes cannot be pickled"),
             (sqlite3.connect(":memory:").cursor(), "hint: database connections"),
         ]
         for obj, hint in cases:

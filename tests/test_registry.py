@@ -72,14 +72,14 @@ def test_registered_package_pickles_by_value(impl, regpkg: Any) -> None:
     assert impl.dumps(regpkg.top) == pickle.dumps(regpkg.top, protocol=5)
     fastfnpickle.register_pickle_by_value(regpkg)
     try:
-        assert fastfnpickle.list_registry_pickle_by_value() == [PKG]
+        assert fastfnpickle.list_registry_pickle_by_value() == {PKG}
         payload = {"top": regpkg.top, "Model": regpkg.Model, "inst": regpkg.Model(3),
                    "helper": regpkg.sub.helper, "SubThing": regpkg.sub.SubThing}
         data = impl.dumps(payload)
         assert data != pickle.dumps(payload, protocol=5)
     finally:
         fastfnpickle.unregister_pickle_by_value(regpkg)
-    assert fastfnpickle.list_registry_pickle_by_value() == []
+    assert fastfnpickle.list_registry_pickle_by_value() == set()
     assert impl.dumps(regpkg.top) == pickle.dumps(regpkg.top, protocol=5)
 
     back = pickle.loads(data)
@@ -103,7 +103,7 @@ def test_registered_package_pickles_by_value(impl, regpkg: Any) -> None:
 def test_registering_a_submodule_only(impl, regpkg: Any) -> None:
     fastfnpickle.register_pickle_by_value(regpkg.sub)
     try:
-        assert fastfnpickle.list_registry_pickle_by_value() == [PKG + ".sub"]
+        assert fastfnpickle.list_registry_pickle_by_value() == {PKG + ".sub"}
         # The parent stays by reference; the submodule's contents go by value.
         assert impl.dumps(regpkg.top) == pickle.dumps(regpkg.top, protocol=5)
         data = impl.dumps(regpkg.sub.helper)
@@ -119,7 +119,7 @@ def test_register_rejects_non_modules() -> None:
     for bad in ("os", None, 3, types.SimpleNamespace(__name__="os")):
         with pytest.raises(ValueError, match="module"):
             fastfnpickle.register_pickle_by_value(bad)  # type: ignore[arg-type]
-    assert fastfnpickle.list_registry_pickle_by_value() == []
+    assert fastfnpickle.list_registry_pickle_by_value() == set()
 
 
 def test_register_rejects_module_not_in_sys_modules() -> None:
@@ -130,7 +130,7 @@ def test_register_rejects_module_not_in_sys_modules() -> None:
     impostor = types.ModuleType("json")
     with pytest.raises(ValueError, match="sys.modules"):
         fastfnpickle.register_pickle_by_value(impostor)
-    assert fastfnpickle.list_registry_pickle_by_value() == []
+    assert fastfnpickle.list_registry_pickle_by_value() == set()
 
 
 def test_unregister_errors_and_listing() -> None:
@@ -144,8 +144,8 @@ def test_unregister_errors_and_listing() -> None:
     fastfnpickle.register_pickle_by_value(json)
     try:
         fastfnpickle.register_pickle_by_value(json)  # registering twice is harmless
-        assert fastfnpickle.list_registry_pickle_by_value() == ["json", "xml"]
+        assert fastfnpickle.list_registry_pickle_by_value() == {"json", "xml"}
     finally:
         fastfnpickle.unregister_pickle_by_value(json)
         fastfnpickle.unregister_pickle_by_value(xml)
-    assert fastfnpickle.list_registry_pickle_by_value() == []
+    assert fastfnpickle.list_registry_pickle_by_value() == set()

@@ -6,32 +6,35 @@ fastfnpickle is importable. With ``key=``, pickles are signed (HMAC-SHA256) and 
 when the tag does not verify; see :mod:`fastfnpickle.signing`.
 """
 
-import pickle
+import pickle as _pickle
 from pickle import HIGHEST_PROTOCOL, PicklingError, Unpickler, UnpicklingError
-from typing import Any, Callable, Optional
+from typing import Any as _Any
+from typing import Callable as _Callable
+from typing import List as _List
+from typing import Optional as _Optional
 
-from . import _rebuild  # noqa: F401  (binds the stable reconstructor names first)
-from ._impl import IMPLEMENTATION, core as _active_core
-from .explain import explain
+from ._format import PicklingRecursionError
+from ._impl import IMPLEMENTATION
+from ._impl import core as _active_core
 from ._modules import (
     list_registry_pickle_by_value,
     register_pickle_by_value,
     unregister_pickle_by_value,
 )
-from ._format import PicklingRecursionError
 from ._version import __version__
+from .explain import explain
 
-DEFAULT_PROTOCOL: int = pickle.HIGHEST_PROTOCOL
+DEFAULT_PROTOCOL: int = _pickle.HIGHEST_PROTOCOL
 Pickler = _active_core.Pickler
 
 
-_BufferCallback = Optional[Callable[[pickle.PickleBuffer], Any]]
-_pickle_load = pickle.load
-_pickle_loads = pickle.loads
+_BufferCallback = _Optional[_Callable[[_pickle.PickleBuffer], _Any]]
+_pickle_load = _pickle.load
+_pickle_loads = _pickle.loads
 
 
-def dump(obj: Any, file: Any, protocol: Optional[int] = None,
-         buffer_callback: _BufferCallback = None, *, key: Optional[bytes] = None) -> None:
+def dump(obj: _Any, file: _Any, protocol: _Optional[int] = None,
+         buffer_callback: _BufferCallback = None, *, key: _Optional[bytes] = None) -> None:
     """Write the pickle of ``obj`` to the binary ``file`` (signed with ``key`` if given)."""
     if key is not None:
         from . import signing
@@ -41,8 +44,8 @@ def dump(obj: Any, file: Any, protocol: Optional[int] = None,
     Pickler(file, protocol, buffer_callback=buffer_callback).dump(obj)
 
 
-def dumps(obj: Any, protocol: Optional[int] = None, buffer_callback: _BufferCallback = None,
-          *, key: Optional[bytes] = None) -> bytes:
+def dumps(obj: _Any, protocol: _Optional[int] = None, buffer_callback: _BufferCallback = None,
+          *, key: _Optional[bytes] = None) -> bytes:
     """The pickle of ``obj`` as bytes; functions and classes the stdlib cannot find by name
     are pickled by value. With ``key``, the bytes are a signed envelope for :func:`loads`."""
     if key is not None:
@@ -52,8 +55,8 @@ def dumps(obj: Any, protocol: Optional[int] = None, buffer_callback: _BufferCall
     return _active_core.dumps(obj, protocol, buffer_callback)
 
 
-def loads(data: Any, /, *, key: Optional[bytes] = None, fix_imports: bool = True,
-          encoding: str = "ASCII", errors: str = "strict", buffers: Any = None) -> Any:
+def loads(data: _Any, /, *, key: _Optional[bytes] = None, fix_imports: bool = True,
+          encoding: str = "ASCII", errors: str = "strict", buffers: _Any = None) -> _Any:
     """``pickle.loads``; with ``key``, first verify the signature made by ``dumps(key=...)``
     and refuse (:class:`UnpicklingError`) anything that does not verify, before unpickling.
 
@@ -69,8 +72,8 @@ def loads(data: Any, /, *, key: Optional[bytes] = None, fix_imports: bool = True
                          buffers=buffers)
 
 
-def load(file: Any, *, key: Optional[bytes] = None, fix_imports: bool = True,
-         encoding: str = "ASCII", errors: str = "strict", buffers: Any = None) -> Any:
+def load(file: _Any, *, key: _Optional[bytes] = None, fix_imports: bool = True,
+         encoding: str = "ASCII", errors: str = "strict", buffers: _Any = None) -> _Any:
     """``pickle.load``; with ``key``, as :func:`loads` for one signed envelope from ``file``."""
     if key is None:
         return _pickle_load(file, fix_imports=fix_imports, encoding=encoding, errors=errors,
@@ -87,7 +90,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     # Integrations load on first use: `import fastfnpickle` stays cheap and changes nothing.
     module = _LAZY.get(name)
     if module is None:
@@ -97,6 +100,11 @@ def __getattr__(name: str) -> Any:
     value = getattr(import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> _List[str]:
+    # The public API, not the names this module imports to build it.
+    return sorted(__all__)
 
 
 __all__ = [

@@ -15,7 +15,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.parse_args(argv[:1])  # prints usage and exits
     command, rest = argv[0], argv[1:]
     if command == "bench":
-        from .benchmark import main as run
+        from .bench.runner import main as run
     else:
         from .explain import main as run
     return run(rest)

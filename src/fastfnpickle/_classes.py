@@ -1,63 +1,27 @@
 """Classes pickled by value (dynamic, ``__main__``, registered modules), enums and TypeVars.
 
-A class pickled by value carries an id derived from its content, not a random one, so the
-same class pickles to the same bytes in every process; loading that id twice in one process
-gives the same class object back (the registry below), which keeps ``isinstance`` and enum
-member identity working across pickles.
+The dump side of classes: when a class goes by value, and the id it travels under. The id is
+derived, the first time a class object is pickled, from everything its pickle carries (a
+digest of that pickle's bytes), and kept for the class's life (``_class_registry``): the same
+program gives the same bytes in every process, two classes whose pickled state differs
+anywhere never share an id, and later pickles of a changed class reach a loader under the
+same id, which applies the new state to the class it holds.
 """
 
 import abc
 import copyreg
 import enum
-import functools
 import hashlib
+import io
+import pickle
 import sys
 import threading
 import types
 import typing
-import weakref
 from types import GetSetDescriptorType, MemberDescriptorType
-from typing import Any, Dict, FrozenSet, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Optional, Tuple
 
-from . import _modules, _rebuild
-
-_LOCK = threading.RLock()
-# Keyed by id() with a weak reference beside: classes whose metaclass defines __eq__ may be
-# unhashable, so they cannot be keys of a WeakKeyDictionary or members of a WeakSet.
-_ID_BY_CLASS: Dict[int, Tuple[Any, str]] = {}
-_CLASS_BY_ID: "weakref.WeakValueDictionary[str, type]" = weakref.WeakValueDictionary()
-# Classes made by make_class that still wait for their state: id -> weak reference.
-_FRESH: Dict[int, Any] = {}
-
-
-def _forget_class(key: int, ref: Any) -> None:
-    with _LOCK:
-        entry = _ID_BY_CLASS.get(key)
-        if entry is not None and entry[0] is ref:
-            del _ID_BY_CLASS[key]
-        if _FRESH.get(key) is ref:
-            del _FRESH[key]
-
-
-def _known_id(cls: type) -> Optional[str]:
-    entry = _ID_BY_CLASS.get(id(cls))
-    return entry[1] if entry is not None and entry[0]() is cls else None
-
-
-def _remember(cls: type, cid: str, fresh: bool = False) -> None:
-    key = id(cls)
-    ref = weakref.ref(cls, functools.partial(_forget_class, key))
-    _ID_BY_CLASS[key] = (ref, cid)
-    _CLASS_BY_ID[cid] = cls
-    if fresh:
-        _FRESH[key] = ref
-
-
-def _is_fresh(cls: type) -> bool:
-    ref = _FRESH.get(id(cls))
-    return ref is not None and ref() is cls
-_TYPEVAR_BY_ID: Dict[str, Any] = {}
-_ID_BY_TYPEVAR: Dict[int, Tuple[Any, str]] = {}
+from . import _class_registry, _modules, _rebuild
 
 # Builtin types that cannot be found as module.qualname (types.FunctionType is
 # ``builtins.function``, which does not exist): pickled as ``getattr(types, name)``.
@@ -108,71 +72,6 @@ def by_reference(obj: Any, qualname: Any, registered: FrozenSet[str]) -> bool:
 
 
 # --------------------------------------------------------------------------------------------
-# Class ids
-
-_SCALARS = (int, float, complex, str, bytes, bool, type(None))
-
-
-def _digest_part(value: Any, depth: int = 0) -> str:
-    """A deterministic description of a class attribute for the content digest."""
-    # Exact types only: class attributes may be proxies whose __getattr__ raises or recurses.
-    t = type(value)
-    func = value
-    if t is classmethod or t is staticmethod:
-        func = value.__func__
-    elif t is property:
-        func = value.fget
-    code = func.__code__ if type(func) is types.FunctionType else None
-    if code is not None:
-        # The encoded code (constants included, file name aside) is cached per code object.
-        from ._impl import core
-
-        return f"code:{code.co_filename}:{core.code_info(code).data.hex()}"
-    if t in _SCALARS:
-        return repr(value)
-    if depth < 3 and t in (tuple, list) and len(value) <= 64:
-        return f"{t.__name__}[{','.join(_digest_part(v, depth + 1) for v in value)}]"
-    if depth < 3 and t in (set, frozenset) and len(value) <= 64:
-        return f"{t.__name__}{{{','.join(sorted(_digest_part(v, depth + 1) for v in value))}}}"
-    if depth < 3 and t is dict and len(value) <= 64:
-        items = (f"{_digest_part(k, depth + 1)}:{_digest_part(v, depth + 1)}"
-                 for k, v in value.items())
-        return f"dict{{{','.join(items)}}}"
-    return t.__qualname__
-
-
-def _content_digest(cls: type) -> str:
-    parts: List[str] = [
-        _digest_part(cls.__module__), str(cls.__qualname__), type(cls).__qualname__,
-        ",".join(f"{_digest_part(b.__module__)}.{b.__qualname__}" for b in cls.__bases__),
-    ]
-    for key, value in cls.__dict__.copy().items():  # a copy: other threads may add to it
-        if key != "__slotnames__":
-            parts.append(f"{key}={_digest_part(value)}")
-    return hashlib.blake2b("\n".join(parts).encode("utf-8", "backslashreplace"),
-                           digest_size=12).hexdigest()
-
-
-def class_id(cls: type) -> str:
-    """Content-derived id of a class pickled by value; stable across processes."""
-    cid = _known_id(cls)
-    if cid is not None:
-        return cid
-    with _LOCK:
-        cid = _known_id(cls)
-        if cid is None:
-            digest = _content_digest(cls)
-            n = 0
-            while True:
-                cid = f"{digest}-{n}"
-                if _CLASS_BY_ID.get(cid) is None:
-                    break
-                n += 1
-            _remember(cls, cid)
-        return cid
-
-
-# --------------------------------------------------------------------------------------------
 # Reduction
 
 # Created by the metaclass itself when the class is rebuilt, or only meaningful in this process.
@@ -181,6 +80,7 @@ _SKIP = frozenset({
     "__orig_bases__", "__class__",
     "__slotnames__",  # copyreg's cache, added to the class the first time an instance pickles
 })
+_SKIP_WITH_DOC = _SKIP | {"__doc__"}
 _ENUM_SKIP = frozenset({
     "_member_names_", "_member_map_", "_value2member_map_", "_unhashable_values_",
     "_member_type_", "_value_repr_", "_new_member_", "_use_args_", "_boundary_",
@@ -231,6 +131,8 @@ def reduce_class(pickler: Any, cls: type) -> Any:
                 _BY_NAME.clear()
             _BY_NAME[id(cls)] = cls
         return NotImplemented
+    if pickler._digesting:
+        return _stand_in(pickler, cls)
     return _reduce_by_value(pickler, cls)
 
 
@@ -243,13 +145,20 @@ def _reduce_by_value(pickler: Any, cls: type) -> tuple:
     # A copy, made atomically: pickling an instance on another thread can add copyreg's
     # __slotnames__ to the class dict while we read it.
     d = cls.__dict__.copy()
-    skeleton: Dict[str, Any] = {"__module__": cls.__module__, "__qualname__": cls.__qualname__}
+    skeleton: Dict[str, Any] = {"__module__": _interned(cls.__module__),
+                                "__qualname__": _interned(cls.__qualname__)}
     # Needed at creation: __slots__ makes the layout, Generic checks __orig_bases__, and a
     # __class__ entry (proxy classes) cannot be set on a class afterwards.
     for key in ("__slots__", "__orig_bases__", "__class__"):
         if key in d:
             skeleton[key] = d[key]
     skip: FrozenSet[str] = _SKIP
+    # The docstring goes in at creation, where the class statement would put it: the loaded
+    # class then lists its attributes in the original order, and pickles again to these bytes.
+    doc = d.get("__doc__")
+    if doc is None or type(doc) is str:
+        skeleton["__doc__"] = doc
+        skip = _SKIP_WITH_DOC
     if isinstance(cls, enum.EnumMeta):
         members = {name: member._value_ for name, member in cls.__members__.items()}
         skip = skip | _ENUM_SKIP | members.keys()
@@ -269,111 +178,96 @@ def _reduce_by_value(pickler: Any, cls: type) -> tuple:
     # a module lookup when it is written, more than the rest of a small class.
     meta = type(cls)
     bases = cls.__bases__
-    make = _rebuild.make_class
-    return (
-        make,
-        (None if meta is type else meta, cls.__name__,
-         () if len(bases) == 1 and bases[0] is object else bases,
-         skeleton, class_id(cls)),
-        (attrs, _abc_registry(cls)),
-        None,
-        None,
-        make,
-    )
-
-
-def make_class(a: Any, b: Any, bases: Any = None, skeleton: Any = None,
-               cid: Any = None) -> type:
-    """Make a class, or fill one in.
-
-    ``make_class(metaclass, name, bases, skeleton, cid)`` gives the class with id ``cid``: the
-    one already in this process, else a new skeleton (``metaclass`` None means ``type``);
-    ``make_class(cls, state)`` is its state setter (:func:`set_class_state`). One callable
-    serves both so a pickle names one global per class.
-    """
+    head = (None if meta is type else meta, cls.__name__,
+            () if len(bases) == 1 and bases[0] is object else bases, skeleton)
+    state = (attrs, _abc_registry(cls))
+    cid = _class_registry.known_id(cls)
     if cid is None:
-        return set_class_state(a, b)
-    return _make_class(type if a is None else a, b, bases, skeleton, cid)
+        cid = _first_id(pickler, cls, head, state)
+    make = _rebuild.make_class
+    return (make, head + (cid,), state, None, None, make)
 
 
-def _make_class(metaclass: type, name: str, bases: tuple, skeleton: Dict[str, Any],
-                cid: str) -> type:
-    with _LOCK:
-        existing = _CLASS_BY_ID.get(cid)
-        if existing is not None:
-            return existing
-
-        def body(ns: Dict[str, Any]) -> None:
-            for key, value in skeleton.items():  # item by item: enum namespaces hook __setitem__
-                ns[key] = value
-
-        cls = None
-        if metaclass is type and _has_subclass_hook(bases):
-            cls = _without_subclass_hook(name, bases, skeleton)
-        if cls is None:
-            try:
-                cls = types.new_class(name, bases, {"metaclass": metaclass}, body)
-            except TypeError:
-                # Metaclasses that refuse their own classes' bases (TypedDict's) are bypassed.
-                cls = type.__new__(metaclass, name, bases, dict(skeleton))
-        _remember(cls, cid, fresh=True)
-        return cls
+def _interned(value: Any) -> Any:
+    # One object per name in every process (see the core's globals token).
+    return sys.intern(value) if type(value) is str else value
 
 
-def _has_subclass_hook(bases: tuple) -> bool:
-    for base in bases:
-        for klass in base.__mro__:
-            if klass is not object and "__init_subclass__" in klass.__dict__:
-                return True
-    return False
+# --------------------------------------------------------------------------------------------
+# Class ids
+
+# Per thread: id(class) -> position, for the classes whose digest is being taken right now.
+_local = threading.local()
+_C_DUMP = pickle.Pickler.dump
 
 
-class _HookFree:
-    """A plain base with object's ``__init_subclass__``, to be swapped for the real bases."""
+def _pending() -> Dict[int, int]:
+    pending = getattr(_local, "pending", None)
+    if pending is None:
+        pending = _local.pending = {}
+    return pending  # type: ignore[no-any-return]
 
 
-def _without_subclass_hook(name: str, bases: tuple, skeleton: Dict[str, Any]) -> Optional[type]:
-    """Rebuild a class without re-running its bases' ``__init_subclass__``.
+def _first_id(pickler: Any, cls: type, head: tuple, state: tuple) -> str:
+    """The id ``cls`` keeps for life: a digest of the pickle of everything it travels with.
 
-    The hook already ran when the class was defined, with keywords that are not recorded
-    anywhere, and what it did to the class is in the pickled state. Made on a hook-free base
-    and then rebased; None when the bases' layout does not allow that.
+    Taken with a fresh pickler of the same implementation at a fixed protocol, so the id does
+    not depend on the outer pickle (its protocol, its memo, a host's ``persistent_id``).
+    Classes reached from the state get their own ids first, and so take part in this digest
+    through their ids and state; a reference back to a class whose digest is still being taken
+    is written as a stand-in.
     """
-    cls = type(name, (_HookFree,), dict(skeleton))
+    pending = _pending()
+    key = id(cls)
+    pending[key] = len(pending)
     try:
-        cls.__bases__ = bases
-    except TypeError:
-        return None
-    return cls
+        sink = io.BytesIO()
+        digester = pickler._core_class(sink, _DIGEST_PROTOCOL)
+        digester._by_value = pickler._by_value
+        digester._digesting = True
+        # The C dump itself: failure notes belong to the outer dump.
+        _C_DUMP(digester, (head, state))
+    except RecursionError:
+        raise  # too deep to pickle at all: the outer dump reports it
+    except Exception:
+        # Something in the state does not pickle on its own. Usually the outer pickle fails on
+        # it next and reports where; but a host's persistent_id may take it there, so the
+        # pickle gets an id from the state's outline, not kept (the next pickle tries again).
+        return "~" + _digest(_outline(cls, state[0]).encode("utf-8", "backslashreplace"))
+    finally:
+        del pending[key]
+    return _class_registry.assign_id(cls, _digest(sink.getvalue()))
 
 
-def set_class_state(cls: type, state: tuple) -> type:
-    """Attach methods and attributes; a class that already existed is left as it is."""
-    attrs, registry = state
-    # Under the lock: another thread loading the same class got this skeleton from the
-    # registry and must not return from its loads() until the class is complete (it fills it
-    # itself if it comes first, with equal state).
-    with _LOCK:
-        if not _is_fresh(cls):
-            return cls
-        try:
-            for key, value in attrs.items():
-                setattr(cls, key, value)
-                set_name = getattr(type(value), "__set_name__", None)
-                if set_name is not None:
-                    set_name(value, cls, key)
-            if registry:
-                for sub in registry:
-                    cls.register(sub)  # type: ignore[attr-defined]
-        except BaseException:
-            # A half-built class must not be handed out again under its id.
-            cid = _known_id(cls)
-            if cid is not None and _CLASS_BY_ID.get(cid) is cls:
-                del _CLASS_BY_ID[cid]
-            raise
-        finally:
-            _FRESH.pop(id(cls), None)
-    return cls
+def _stand_in(pickler: Any, cls: type) -> tuple:
+    """How a by-value class reached from a digested state is written into the digest.
+
+    By its id (taken first if it has none), which stands for its whole state, so a digest
+    costs one level, not the whole tree of classes below it. A class whose own digest is
+    still being taken (a method's global naming its class, an enum member) is written as
+    its position on that stack: deterministic, and never loaded.
+    """
+    index = _pending().get(id(cls))
+    if index is not None:
+        return (str, (f"<fastfnpickle: class being identified #{index}>",))
+    cid = _class_registry.known_id(cls)
+    if cid is None:
+        cid = _reduce_by_value(pickler, cls)[1][-1]
+    return (str, (f"<fastfnpickle: class {cid}>",))
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=12).hexdigest()
+
+
+def _outline(cls: type, attrs: Dict[str, Any]) -> str:
+    parts = [f"{cls.__module__}.{cls.__qualname__}"]
+    parts.extend(f"{key}:{type(value).__module__}.{type(value).__qualname__}"
+                 for key, value in attrs.items())
+    return "\n".join(parts)
+
+
+_DIGEST_PROTOCOL = 5
 
 
 # --------------------------------------------------------------------------------------------
@@ -395,38 +289,4 @@ def reduce_typevar(pickler: Any, tv: Any) -> Any:
     contra = bool(getattr(tv, "__contravariant__", False))
     infer = bool(getattr(tv, "__infer_variance__", False))
     return (_rebuild.make_typevar,
-            (kind, tv.__name__, bound, constraints, co, contra, infer, _typevar_id(tv)))
-
-
-def _typevar_id(tv: Any) -> str:
-    with _LOCK:
-        entry = _ID_BY_TYPEVAR.get(id(tv))
-        if entry is not None and entry[0] is tv:
-            return entry[1]
-        base = f"{tv.__module__}.{tv.__name__}:{type(tv).__name__}"
-        n = 0
-        while f"{base}-{n}" in _TYPEVAR_BY_ID:
-            n += 1
-        tid = f"{base}-{n}"
-        _TYPEVAR_BY_ID[tid] = tv
-        _ID_BY_TYPEVAR[id(tv)] = (tv, tid)
-        return tid
-
-
-def make_typevar(kind: Any, name: str, bound: Any, constraints: tuple, covariant: bool,
-                 contravariant: bool, infer_variance: bool, tid: str) -> Any:
-    """The TypeVar (or ParamSpec, TypeVarTuple) with id ``tid``, made once per process."""
-    with _LOCK:
-        existing = _TYPEVAR_BY_ID.get(tid)
-        if existing is not None:
-            return existing
-        kwargs: Dict[str, Any] = {}
-        if kind is typing.TypeVar or getattr(kind, "__name__", "") == "ParamSpec":
-            kwargs = {"bound": bound, "covariant": covariant, "contravariant": contravariant}
-            if infer_variance:
-                kwargs["infer_variance"] = True
-        args = tuple(constraints) if kind is typing.TypeVar else ()
-        tv = kind(name, *args, **kwargs)
-        _TYPEVAR_BY_ID[tid] = tv
-        _ID_BY_TYPEVAR[id(tv)] = (tv, tid)
-        return tv
+            (kind, tv.__name__, bound, constraints, co, contra, infer, _class_registry.typevar_id(tv)))

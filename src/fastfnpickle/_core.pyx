@@ -62,7 +62,7 @@ cdef extern from "Python.h":
         PyObject* func_qualname
 
 from . import _bytecode as B
-from . import _classes, _errors, _modules, _rebuild, _reducers
+from . import _annotations, _classes, _errors, _modules, _rebuild, _reducers, _wrappers
 from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, PicklingRecursionError, crc32_table
 
 DEFAULT_PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -71,23 +71,18 @@ cdef object _FunctionType = FunctionType
 cdef object _CodeType = CodeType
 cdef object _CellType = CellType
 cdef object _ModuleType = ModuleType
+cdef object _SINGLEDISPATCH_CODE = _wrappers.SINGLEDISPATCH_CODE
 cdef object _DYNAMIC_MODULES = frozenset({"__main__", "__mp_main__", None})
 cdef dict _sys_modules = sys.modules
 cdef object _marshal_dumps = marshal.dumps
+cdef object _intern = sys.intern
 cdef bint _HAS_CO_QUALNAME = sys.version_info >= (3, 11)
 cdef bint _HAS_TYPE_PARAMS = sys.version_info >= (3, 12)
 
-# Bound on first use: _rebuild is still importing when this module is.
-cdef object _OWN_FUNCTIONS = None
-cdef object _FUNCTION = None
-cdef object _IMPORT_MODULE = None
-
-
-cdef inline void _bind_rebuild():
-    global _OWN_FUNCTIONS, _FUNCTION, _IMPORT_MODULE
-    _OWN_FUNCTIONS = _rebuild.OWN_FUNCTIONS
-    _FUNCTION = _rebuild.function
-    _IMPORT_MODULE = _rebuild.import_module
+# The load side is complete before the dump side imports: bind its names once.
+cdef object _OWN_FUNCTIONS = _rebuild.OWN_FUNCTIONS
+cdef object _FUNCTION = _rebuild.function
+cdef object _IMPORT_MODULE = _rebuild.import_module
 
 
 cdef inline object _field(PyObject* value):
@@ -105,6 +100,17 @@ cdef int _LOAD_FROM_DICT_OR_GLOBALS = B.LOAD_FROM_DICT_OR_GLOBALS
 cdef int _CACHE = B.CACHE
 cdef int _LOAD_GLOBAL_SHIFT = B.LOAD_GLOBAL_SHIFT
 cdef int _LOAD_ATTR_SHIFT = B.LOAD_ATTR_SHIFT
+cdef int _LOAD_FAST = B.LOAD_FAST
+cdef int _LOAD_FAST_CHECK = B.LOAD_FAST_CHECK
+cdef int _LOAD_FAST_BORROW = B.LOAD_FAST_BORROW
+cdef int _LOAD_FAST_LOAD_FAST = B.LOAD_FAST_LOAD_FAST
+cdef int _LOAD_FAST_BORROW_LOAD_FAST_BORROW = B.LOAD_FAST_BORROW_LOAD_FAST_BORROW
+cdef int _LOAD_DEREF = B.LOAD_DEREF
+cdef int _LOAD_CLASSDEREF = B.LOAD_CLASSDEREF
+cdef int _LOAD_FROM_DICT_OR_DEREF = B.LOAD_FROM_DICT_OR_DEREF
+cdef object _HEAD_FAST = B.HEAD_FAST
+cdef object _HEAD_DEREF = B.HEAD_DEREF
+cdef object _deref_name = B.deref_name
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,7 +235,7 @@ cdef inline object _name_at(object code, tuple co_names, unsigned int i):
 
 
 cdef bint _scan_code(object code, list names, list chains, set seen_names,
-                     set seen_chains) except -1:
+                     set seen_chains, bint top=True) except -1:
     cdef bytes co = code.co_code
     cdef tuple co_names = code.co_names
     cdef const unsigned char* p = co
@@ -240,6 +246,8 @@ cdef bint _scan_code(object code, list names, list chains, set seen_names,
     cdef object head = None
     cdef list attrs = []
     cdef object name
+    # Parameters come first among the locals; only the outermost code's have known values.
+    cdef unsigned int nparams = code.co_argcount + code.co_kwonlyargcount if top else 0
     while i < n:
         op = p[i]
         arg = p[i + 1] | ext
@@ -271,6 +279,18 @@ cdef bint _scan_code(object code, list names, list chains, set seen_names,
             head = name
         elif op == _STORE_GLOBAL or op == _DELETE_GLOBAL:
             name = _name_at(code, co_names, arg)
+        elif op == _LOAD_FAST or op == _LOAD_FAST_CHECK or op == _LOAD_FAST_BORROW:
+            if arg < nparams:
+                head = (_HEAD_FAST, code.co_varnames[arg])
+            continue
+        elif op == _LOAD_FAST_LOAD_FAST or op == _LOAD_FAST_BORROW_LOAD_FAST_BORROW:
+            if (arg & 15) < nparams:  # the second local is the one an attribute applies to
+                head = (_HEAD_FAST, code.co_varnames[arg & 15])
+            continue
+        elif (op == _LOAD_DEREF or op == _LOAD_CLASSDEREF
+              or op == _LOAD_FROM_DICT_OR_DEREF):
+            head = (_HEAD_DEREF, _deref_name(code, arg))
+            continue
         else:
             continue
         if name not in seen_names:
@@ -282,7 +302,7 @@ cdef bint _scan_code(object code, list names, list chains, set seen_names,
     for const in code.co_consts:
         t = type(const)
         if t is _CodeType:
-            if _scan_code(const, names, chains, seen_names, seen_chains):
+            if _scan_code(const, names, chains, seen_names, seen_chains, False):
                 has_sets = True
         elif t is frozenset or (t is tuple and _has_frozenset(const)):
             has_sets = True
@@ -397,10 +417,15 @@ cdef bint _is_by_reference(object func, object qualname, object registered) exce
     return obj is func
 
 
-cdef object _submodules(tuple chains, dict modules):
+cdef object _submodules(tuple chains, dict modules, object func, object registered):
     cdef list found = None
     for head, attrs in chains:
-        name = modules.get(head)
+        if type(head) is str:
+            if modules is None:
+                continue
+            name = modules.get(head)
+        else:
+            name = _modules.local_module_name(func, head, registered)
         if name is None:
             continue
         for attr in attrs:
@@ -433,8 +458,6 @@ cdef object _stable(object pickler, object value):
 
 
 cdef object reduce_function(object pickler, object func):
-    if _FUNCTION is None:
-        _bind_rebuild()
     cdef PyFunctionObject* f = <PyFunctionObject*>func
     qualname = _field(f.func_qualname)
     if func in _OWN_FUNCTIONS:
@@ -442,6 +465,8 @@ cdef object reduce_function(object pickler, object func):
     if _is_by_reference(func, qualname, pickler._by_value):
         return NotImplemented
     code = <object>f.func_code
+    if code is _SINGLEDISPATCH_CODE:
+        return _wrappers.reduce_singledispatch(pickler, func)
     cdef CodeInfo info = code_info(code)
     cdef dict gdict = <dict>f.func_globals
     cdef dict captured = None
@@ -468,8 +493,8 @@ cdef object reduce_function(object pickler, object func):
     if closure is not None:
         closure_arg, cell_values, empty = _closure_parts(pickler, func, closure)
     submods = None
-    if info.chains and modules is not None:
-        submods = _submodules(info.chains, modules)
+    if info.chains:
+        submods = _submodules(info.chains, modules, func, registered)
     type_params = None
     if _HAS_TYPE_PARAMS:
         type_params = func.__type_params__ or None
@@ -481,6 +506,14 @@ cdef object reduce_function(object pickler, object func):
     annotations = _field(f.func_annotations)
     if annotations is not None and type(annotations) is not dict:
         annotations = func.__annotations__  # 3.10 may hold a tuple until first access
+    if annotations:
+        # Names read only by string annotations, for typing.get_type_hints() after loading.
+        named = _annotations.annotation_globals(annotations, gdict, info.names)
+        if named is not None:
+            if captured is None:
+                captured = {}
+            for ann_name, value in named:
+                captured[ann_name] = _stable(pickler, value)
     attrs = _field(f.func_dict)
     doc = _field(f.func_doc)
     state = _trimmed((
@@ -517,7 +550,10 @@ cdef dict _globals_token(dict tokens, dict gdict):
     cdef PyObject* found = PyDict_GetItem(tokens, key)
     if found is not NULL:
         return <dict>found
-    cdef dict token = {"__name__": gdict.get("__name__")}
+    # Interned, as the class skeleton's names are: equal names are then one object in every
+    # process, so a pickle made again where this one is loaded shares them the same way.
+    name = gdict.get("__name__")
+    cdef dict token = {"__name__": _intern(name) if type(name) is str else name}
     package = gdict.get("__package__")
     if package is not None:
         token["__package__"] = package
@@ -644,8 +680,6 @@ class Pickler(pickle.Pickler):
         if t is _CellRef:
             return (_rebuild.closure_cell, (obj.func, obj.index))
         if t is _CYFUNCTION_TYPE:
-            if _FUNCTION is None:
-                _bind_rebuild()
             if obj in _OWN_FUNCTIONS:
                 # A compiled reconstructor, met once per pickle: naming the global here skips
                 # the C pickler's slower __reduce_ex__ route to the same bytes.
@@ -664,8 +698,6 @@ class Pickler(pickle.Pickler):
             if (type(name) is str and PyDict_GetItem(_sys_modules, name) is <PyObject*>obj
                     and not self._by_value):
                 # The common case, inline: an imported module, by reference.
-                if _FUNCTION is None:
-                    _bind_rebuild()
                 return (_IMPORT_MODULE, (name,))
             return _modules.reduce_module(self, obj)
         return NotImplemented
@@ -696,6 +728,10 @@ class Pickler(pickle.Pickler):
         return value
 
 
+# Hand the class reducer the plain pickler of this implementation (for class digests).
+Pickler._core_class = Pickler
+Pickler._digesting = False  # True only on the pickler that takes a class digest
+
 cdef object _C_DUMP = pickle.Pickler.dump
 cdef object _C_CLEAR_MEMO = pickle.Pickler.clear_memo
 
@@ -706,14 +742,26 @@ cdef _dump(object pickler, object obj):
         _C_DUMP(pickler, obj)
     except RecursionError as exc:
         err = PicklingRecursionError(
-            "object too deeply nested to pickle (maximum recursion depth exceeded); "
+            "object too deeply nested to pickle (deep recursion: maximum recursion depth "
+            "exceeded); "
             "raise sys.setrecursionlimit() or flatten the structure"
         )
         _errors.note_failure(err, obj, type(pickler), pickler._protocol)
         raise err from exc
     except Exception as exc:
+        if "_protocol" not in getattr(pickler, "__dict__", ()):
+            # A subclass whose __init__ never called ours: the stdlib's contract is a
+            # PicklingError on dump, whatever else broke first.
+            raise _uninitialized(pickler) from exc
         _errors.note_failure(exc, obj, type(pickler), pickler._protocol)
         raise
+
+
+def _uninitialized(pickler):
+    name = type(pickler).__qualname__
+    return PicklingError(
+        f"Pickler.__init__() was not called by {name}.__init__(); call "
+        f"super().__init__(file, protocol) there before dump()")
 
 
 cdef _clear(object pickler):

@@ -15,7 +15,7 @@ from types import CellType, CodeType, FunctionType, ModuleType
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 from . import _bytecode as B
-from . import _classes, _errors, _modules, _rebuild, _reducers
+from . import _annotations, _classes, _errors, _modules, _rebuild, _reducers, _wrappers
 from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, PicklingRecursionError, seal
 
 DEFAULT_PROTOCOL: int = pickle.HIGHEST_PROTOCOL
@@ -25,6 +25,7 @@ _DYNAMIC_MODULES = frozenset({"__main__", "__mp_main__", None})
 
 _dict_get = dict.get
 _MISSING = object()
+_SINGLEDISPATCH_CODE = _wrappers.SINGLEDISPATCH_CODE
 
 
 # --------------------------------------------------------------------------------------------
@@ -82,8 +83,8 @@ def _derived_doc(code: CodeType) -> Any:
     return FunctionType(code, {}, None, None, cells).__doc__
 
 
-def _add_chain(chains: List[Tuple[str, Tuple[str, ...]]], seen_chains: set,
-               head: str, attrs: List[str]) -> None:
+def _add_chain(chains: List[Tuple[Any, Tuple[str, ...]]], seen_chains: set,
+               head: Any, attrs: List[str]) -> None:
     chain = (head, tuple(attrs))
     if chain not in seen_chains:
         seen_chains.add(chain)
@@ -99,20 +100,24 @@ def _name_at(code: CodeType, co_names: Tuple[str, ...], i: int) -> str:
     return co_names[i]
 
 
-def _scan_code(code: CodeType, names: List[str], chains: List[Tuple[str, Tuple[str, ...]]],
-               seen_names: set, seen_chains: set) -> bool:
+def _scan_code(code: CodeType, names: List[str], chains: List[Tuple[Any, Tuple[str, ...]]],
+               seen_names: set, seen_chains: set, top: bool = True) -> bool:
     """Collect global names read or written by ``code`` and the code nested in it.
 
     Also collects attribute chains that start at a global (``os.path.join`` ->
-    ``("os", ("path", "join"))``): the candidates for submodules to import on load.
-    Returns whether a frozenset constant occurs anywhere (its bytes need sorting).
+    ``("os", ("path", "join"))``), at a cell variable (head ``(HEAD_DEREF, name)``) or at a
+    parameter of the outermost code (head ``(HEAD_FAST, name)``): the candidates for
+    submodules to import on load. Returns whether a frozenset constant occurs anywhere (its
+    bytes need sorting).
     """
     co = code.co_code
     co_names = code.co_names
     n = len(co)
     ext = 0
-    head: Optional[str] = None
+    head: Any = None
     attrs: List[str] = []
+    # Parameters come first among the locals; only the outermost code's have known values.
+    nparams = code.co_argcount + code.co_kwonlyargcount if top else 0
     i = 0
     while i < n:
         op = co[i]
@@ -145,6 +150,18 @@ def _scan_code(code: CodeType, names: List[str], chains: List[Tuple[str, Tuple[s
             head = name
         elif op == B.STORE_GLOBAL or op == B.DELETE_GLOBAL:
             name = _name_at(code, co_names, arg)
+        elif op == B.LOAD_FAST or op == B.LOAD_FAST_CHECK or op == B.LOAD_FAST_BORROW:
+            if arg < nparams:
+                head = (B.HEAD_FAST, code.co_varnames[arg])
+            continue
+        elif op == B.LOAD_FAST_LOAD_FAST or op == B.LOAD_FAST_BORROW_LOAD_FAST_BORROW:
+            if arg & 15 < nparams:  # the second local is the one an attribute applies to
+                head = (B.HEAD_FAST, code.co_varnames[arg & 15])
+            continue
+        elif (op == B.LOAD_DEREF or op == B.LOAD_CLASSDEREF
+              or op == B.LOAD_FROM_DICT_OR_DEREF):
+            head = (B.HEAD_DEREF, B.deref_name(code, arg))
+            continue
         else:
             continue
         if name not in seen_names:
@@ -156,7 +173,7 @@ def _scan_code(code: CodeType, names: List[str], chains: List[Tuple[str, Tuple[s
     for const in code.co_consts:
         t = type(const)
         if t is CodeType:
-            if _scan_code(const, names, chains, seen_names, seen_chains):
+            if _scan_code(const, names, chains, seen_names, seen_chains, False):
                 has_sets = True
         elif t is frozenset or (t is tuple and _has_frozenset(const)):
             has_sets = True
@@ -233,14 +250,21 @@ def _is_by_reference(func: FunctionType, registered: FrozenSet[str]) -> bool:
     return obj is func
 
 
-def _submodules(chains: Tuple[Tuple[str, Tuple[str, ...]], ...],
-                modules: Dict[str, str]) -> Optional[tuple]:
-    """Names of submodules reached through attributes of global modules (``os.path.join``
-    with only ``os`` global), to be imported on load."""
+def _submodules(chains: Tuple[Tuple[Any, Tuple[str, ...]], ...],
+                modules: Optional[Dict[str, str]], func: FunctionType,
+                registered: FrozenSet[str]) -> Optional[tuple]:
+    """Names of submodules reached through attributes of modules held by globals, closure
+    cells or parameter defaults (``os.path.join`` with only ``os`` global), to be imported on
+    load."""
     found: Optional[List[str]] = None
     loaded = sys.modules
     for head, attrs in chains:
-        name = modules.get(head)
+        if type(head) is str:
+            if modules is None:
+                continue
+            name = modules.get(head)
+        else:
+            name = _modules.local_module_name(func, head, registered)
         if name is None:
             continue
         for attr in attrs:
@@ -278,6 +302,8 @@ def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
     if _is_by_reference(func, pickler._by_value):
         return NotImplemented
     code = func.__code__
+    if code is _SINGLEDISPATCH_CODE:
+        return _wrappers.reduce_singledispatch(pickler, func)
     info = code_info(code)
     gdict = func.__globals__
     stable = pickler._stable
@@ -299,6 +325,15 @@ def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
             if captured is None:
                 captured = {}
             captured[name] = stable(value)
+    annotations = func.__annotations__
+    if annotations:
+        # Names read only by string annotations, for typing.get_type_hints() after loading.
+        named = _annotations.annotation_globals(annotations, gdict, info.names)
+        if named is not None:
+            if captured is None:
+                captured = {}
+            for name, value in named:
+                captured[name] = stable(value)
     closure = func.__closure__
     closure_arg: Any = None
     cell_values: Optional[tuple] = None
@@ -306,8 +341,8 @@ def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
     if closure is not None:
         closure_arg, cell_values, empty = _closure_parts(pickler, func, closure)
     submods = None
-    if info.chains and modules is not None:
-        submods = _submodules(info.chains, modules)
+    if info.chains:
+        submods = _submodules(info.chains, modules, func, registered)
     type_params = getattr(func, "__type_params__", None) or None
     extra = None if submods is None and type_params is None else (type_params, submods)
     name = func.__name__
@@ -327,7 +362,7 @@ def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
         None if qualname == _default_qualname(code) else qualname,
         None if name == code.co_name else name,
         None if type(module) is str and module == _dict_get(gdict, "__name__") else (module,),
-        func.__annotations__ or None,
+        annotations or None,
         func.__dict__ or None,
         extra,
     ))
@@ -512,7 +547,10 @@ class Pickler(pickle.Pickler):
         key = id(gdict)
         token = self._tokens.get(key)
         if token is None:
-            token = {"__name__": _dict_get(gdict, "__name__")}
+            # Interned, as the class skeleton's names are: equal names are then one object in
+            # every process, so a pickle made again where this one is loaded shares them alike.
+            name = _dict_get(gdict, "__name__")
+            token = {"__name__": sys.intern(name) if type(name) is str else name}
             package = _dict_get(gdict, "__package__")
             if package is not None:
                 token["__package__"] = package
@@ -534,6 +572,10 @@ class Pickler(pickle.Pickler):
         return value
 
 
+# Hand the class reducer the plain pickler of this implementation (for class digests).
+Pickler._core_class = Pickler  # type: ignore[attr-defined]
+Pickler._digesting = False  # True only on the pickler that takes a class digest
+
 _C_DUMP = pickle.Pickler.dump
 _C_CLEAR_MEMO = pickle.Pickler.clear_memo
 
@@ -544,14 +586,26 @@ def _dump(pickler: Pickler, obj: Any) -> None:
         _C_DUMP(pickler, obj)
     except RecursionError as exc:
         err = PicklingRecursionError(
-            "object too deeply nested to pickle (maximum recursion depth exceeded); "
+            "object too deeply nested to pickle (deep recursion: maximum recursion depth "
+            "exceeded); "
             "raise sys.setrecursionlimit() or flatten the structure"
         )
         _errors.note_failure(err, obj, type(pickler), pickler._protocol)
         raise err from exc
     except Exception as exc:
+        if "_protocol" not in getattr(pickler, "__dict__", ()):
+            # A subclass whose __init__ never called ours: the stdlib's contract is a
+            # PicklingError on dump, whatever else broke first.
+            raise _uninitialized(pickler) from exc
         _errors.note_failure(exc, obj, type(pickler), pickler._protocol)
         raise
+
+
+def _uninitialized(pickler: Any) -> PicklingError:
+    name = type(pickler).__qualname__
+    return PicklingError(
+        f"Pickler.__init__() was not called by {name}.__init__(); call "
+        f"super().__init__(file, protocol) there before dump()")
 
 
 def _clear(pickler: Pickler) -> None:

@@ -13,12 +13,13 @@ import copyreg
 import gc
 import io
 import keyword
+import pickle
 import sys
 import threading
 import types
 from types import CellType, FunctionType, GetSetDescriptorType, MemberDescriptorType, ModuleType
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
-from ._format import STATE_FIELDS
+from ._format import FIELD_CAPTURED, FIELD_EMPTY_CELLS, FIELD_MODULES, STATE_FIELDS
 
 # A path step: the expression so far is written between ``prefix`` and ``suffix``. Containers
 # with many items give a _ItemStep instead, which makes that text only if the step is used.
@@ -45,8 +46,31 @@ class _ItemStep:
         return ("list(", f".values())[{self.index}]")
 
 
+class _CellStep:
+    """``.__closure__[i].cell_contents``, remembering the closure variable the cell holds."""
+
+    __slots__ = ("index", "variable")
+
+    def __init__(self, index: int, variable: Optional[str]) -> None:
+        self.index = index
+        self.variable = variable
+
+    def pair(self) -> Step:
+        return ("", f".__closure__[{self.index}].cell_contents")
+
+
 def _pair(step: Any) -> Step:
     return step if type(step) is tuple else step.pair()
+
+
+def closure_variables(steps: List[Any]) -> str:
+    """``"; closure variable x"`` naming the closure variables ``steps`` pass through, each
+    once, in path order (the path itself stays an expression that can be pasted), or ``""``."""
+    names = list(dict.fromkeys(
+        s.variable for s in steps if type(s) is _CellStep and s.variable is not None))
+    if not names:
+        return ""
+    return "; closure variable" + ("s " if len(names) > 1 else " ") + ", ".join(names)
 
 # Objects the pickler writes itself, which never fail and hold nothing that could.
 ATOMIC = frozenset({
@@ -122,11 +146,13 @@ def _diagnose(exc: BaseException, root: Any, pickler_class: type, protocol: int)
         if len(chain) >= DEEP_MIN:
             shown = render_path(name, chain[:_SHOWN_STEPS])
             return [f"nested too deeply to pickle along {shown}... "
-                    f"(at least {len(chain)} levels deep)"]
+                    f"(at least {len(chain)} levels deep"
+                    f"{closure_variables(chain[:_SHOWN_STEPS])})"]
     path, leaf, found = _locate(root, trial)
     if not found:
         return []
-    notes = [f"pickling failed at {render_path(name, path)} (type: {type_name(leaf)})"]
+    notes = [f"pickling failed at {render_path(name, path)} "
+             f"(type: {type_name(leaf)}{closure_variables(path)})"]
     hint = hint_for(leaf)
     if hint:
         notes.append("hint: " + hint)
@@ -289,12 +315,10 @@ class _Trials:
 
 
 def _fallback_pickler(pickler_class: type) -> type:
-    for klass in pickler_class.__mro__:
-        if klass.__module__ in ("fastfnpickle._core", "fastfnpickle._core_py"):
-            return klass
-    from . import _impl
-
-    return _impl.core.Pickler  # type: ignore[no-any-return]
+    # The implementation's own pickler under a host's subclass; the stdlib's if there is none
+    # (this module never reaches up to pick an implementation itself).
+    core = getattr(pickler_class, "_core_class", None)
+    return core if isinstance(core, type) else pickle.Pickler
 
 
 # --------------------------------------------------------------------------------------------
@@ -396,21 +420,23 @@ def _function_children(func: FunctionType, rv: Any) -> Iterator[Child]:
     fields = dict(zip(STATE_FIELDS, state))
     yield ("", ".__code__"), func.__code__
     gdict = func.__globals__
-    for name in list(fields.get("captured") or ()) + list(fields.get("modules") or ()):
+    for name in list(fields.get(FIELD_CAPTURED) or ()) + list(fields.get(FIELD_MODULES) or ()):
         if name in gdict:
             yield ("", f".__globals__[{name!r}]"), gdict[name]
     for i, d in enumerate(func.__defaults__ or ()):
         yield ("", f".__defaults__[{i}]"), d
     for k, v in (func.__kwdefaults__ or {}).items():
         yield ("", f".__kwdefaults__[{k!r}]"), v
-    empties = fields.get("empty_cells") or ()
+    empties = fields.get(FIELD_EMPTY_CELLS) or ()
+    freevars = func.__code__.co_freevars  # names the cells, in __closure__ order
     for i, cell in enumerate(func.__closure__ or ()):
         if i in empties:
             continue
         try:
-            yield ("", f".__closure__[{i}].cell_contents"), cell.cell_contents
+            value = cell.cell_contents
         except ValueError:
             continue
+        yield _CellStep(i, freevars[i] if i < len(freevars) else None), value
     yield ("", ".__doc__"), func.__doc__
     for k, v in (func.__annotations__ or {}).items():
         yield ("", f".__annotations__[{k!r}]"), v
@@ -613,8 +639,9 @@ _HINT_DB = ("database connections cannot be pickled; pickle what you connect wit
             "database path) and reconnect after loading")
 _HINT_FILE_WRITE = ("files open for writing cannot be pickled; pickle the file name and reopen "
                     "it after loading (mode 'a' to keep appending)")
-_HINT_FILE_READ = ("open files cannot be pickled; pickle the file name (and the position, "
-                   "f.tell()) and reopen it after loading")
+_HINT_FILE_READ = ("closed files, terminals and pipes cannot be pickled (files open for "
+                   "reading pickle as an in-memory copy); pickle the file name (and the "
+                   "position, f.tell()) and reopen it after loading")
 
 
 def hint_for(leaf: Any) -> Optional[str]:

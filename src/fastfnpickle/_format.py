@@ -9,14 +9,57 @@ CODE_TAG: str = "%d.%d" % sys.version_info[:2]
 # The same, for code whose frozenset constants were stored as marked, sorted tuples.
 CODE_TAG_SETS: str = CODE_TAG + "+sets"
 
+# The wire vocabulary: every global a pickle names inside fastfnpickle is
+# ``REBUILD_PATH.<name>`` for a name in RECONSTRUCTORS. Pickles outlive releases, so these
+# names never change meaning; the readers of pickles (``explain``, the failure notes) take
+# them from here rather than spelling them again.
+REBUILD_PATH = "fastfnpickle._rebuild"
+REBUILD_FUNCTION = "function"            # (tag, code, filename, globals, closure) -> function;
+                                         # also (function, state) -> the function filled in
+REBUILD_CODE = "code"                    # (tag, code bytes) -> a bare code object
+REBUILD_MAKE_CELL = "make_cell"          # () -> an empty cell, filled by fill_cell
+REBUILD_FILL_CELL = "fill_cell"          # (cell, (value,)) -> the cell
+REBUILD_CLOSURE_CELL = "closure_cell"    # (function, index) -> a cell shared with it
+REBUILD_IMPORT_MODULE = "import_module"  # (name,) -> a module by reference
+REBUILD_MAKE_MODULE = "make_module"      # (name,) -> an empty dynamic module
+REBUILD_SET_MODULE_STATE = "set_module_state"  # (module, dict) -> the module filled in
+REBUILD_DICT_VIEW = "dict_view"          # (mapping, kind) -> keys/values/items view
+REBUILD_MAKE_CLASS = "make_class"        # (metaclass, name, bases, skeleton, id) -> class;
+                                         # also (class, (attrs, ...)) -> the class filled in
+REBUILD_MAKE_TYPEVAR = "make_typevar"    # a TypeVar / ParamSpec / TypeVarTuple by value
+REBUILD_MEMORY = "memory"                # (bytes, format, shape, readonly) -> memoryview
+REBUILD_FILE_COPY = "file_copy"          # (content, position, name) -> StringIO / BytesIO
+REBUILD_LRU_CACHE = "lru_cache"          # (function, maxsize, typed) -> an empty-cache wrapper
+REBUILD_SINGLEDISPATCH = "singledispatch"  # (function) -> a singledispatch function
+REBUILD_SINGLEDISPATCH_STATE = "singledispatch_state"  # (dispatcher, registry) -> filled in
+REBUILD_NEW_TYPE = "new_type"            # (name, supertype, module) -> typing.NewType
+RECONSTRUCTORS = (
+    REBUILD_FUNCTION, REBUILD_CODE, REBUILD_MAKE_CELL, REBUILD_FILL_CELL, REBUILD_CLOSURE_CELL,
+    REBUILD_IMPORT_MODULE, REBUILD_MAKE_MODULE, REBUILD_SET_MODULE_STATE, REBUILD_DICT_VIEW,
+    REBUILD_MAKE_CLASS, REBUILD_MAKE_TYPEVAR, REBUILD_MEMORY, REBUILD_FILE_COPY,
+    REBUILD_LRU_CACHE, REBUILD_SINGLEDISPATCH, REBUILD_SINGLEDISPATCH_STATE, REBUILD_NEW_TYPE,
+)
+
 # The function state: a tuple in this order, most often set first, trailing Nones dropped
 # (a plain lambda's state is one item). ``doc`` is boxed as ``(doc,)`` when it differs from
 # the docstring a new function gets from its code object, else None; ``module`` likewise
 # (``(module,)`` unless it is the globals' ``__name__``), so a ``__module__`` of None survives.
-STATE_FIELDS = ("captured", "modules", "cell_values", "defaults", "doc", "empty_cells",
-                "kwdefaults", "qualname", "name", "module", "annotations", "attrs", "extra")
-# ``modules`` maps global names to the module names they import on load; ``extra`` is
-# ``(type_params, submodule_names)``.
+FIELD_CAPTURED = "captured"        # {global name: value} pickled with the function
+FIELD_MODULES = "modules"          # {global name: module name} imported on load
+FIELD_CELL_VALUES = "cell_values"  # the closure cells' contents, in __closure__ order
+FIELD_DEFAULTS = "defaults"
+FIELD_DOC = "doc"
+FIELD_EMPTY_CELLS = "empty_cells"  # indexes of cells with no contents
+FIELD_KWDEFAULTS = "kwdefaults"
+FIELD_QUALNAME = "qualname"
+FIELD_NAME = "name"
+FIELD_MODULE = "module"
+FIELD_ANNOTATIONS = "annotations"
+FIELD_ATTRS = "attrs"              # the function's __dict__
+FIELD_EXTRA = "extra"              # (type_params, submodule_names)
+STATE_FIELDS = (FIELD_CAPTURED, FIELD_MODULES, FIELD_CELL_VALUES, FIELD_DEFAULTS, FIELD_DOC,
+                FIELD_EMPTY_CELLS, FIELD_KWDEFAULTS, FIELD_QUALNAME, FIELD_NAME, FIELD_MODULE,
+                FIELD_ANNOTATIONS, FIELD_ATTRS, FIELD_EXTRA)
 
 # Marks a frozenset constant that was stored as a sorted tuple to make the bytes deterministic.
 FROZENSET_MARK: str = "\x00fastfnpickle.frozenset\x00"

@@ -29,6 +29,7 @@ cdef extern from "Python.h":
 from pickle import UnpicklingError
 from types import CellType, CodeType, FunctionType
 
+from ._names import intern_keys
 from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, crc32_table
 
 cdef object _CellType = CellType
@@ -250,6 +251,8 @@ cdef object _make(object tag, object data, object filename, object globals_, obj
 
 
 cdef tuple _NONES = (None,) * 13
+# Names interned as the defining process has them (see _names.intern_keys).
+cdef object _intern = sys.intern
 cdef dict _sys_modules = sys.modules
 cdef object _import_module = importlib.import_module
 
@@ -285,14 +288,16 @@ cdef object _set_state(object func, object state):
                 (<tuple>closure)[i].cell_contents = value
             i += 1
     if name is not None:
-        func.__name__ = name
+        func.__name__ = _intern(name) if type(name) is str else name
     if qualname is not None:
-        func.__qualname__ = qualname
+        func.__qualname__ = _intern(qualname) if type(qualname) is str else qualname
     if module is not None:
         func.__module__ = module[0]
     if doc is not None:
         func.__doc__ = doc[0]
     if annotations is not None:
+        if type(annotations) is dict:
+            intern_keys(annotations)
         func.__annotations__ = annotations
     if attrs is not None:
         func.__dict__.update(attrs)

@@ -12,6 +12,7 @@ from pickle import UnpicklingError
 from types import CellType, CodeType, FunctionType
 from typing import Any, Dict, Optional, Tuple, Union
 
+from ._names import intern_keys
 from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, unseal
 
 # Code objects already unmarshalled, by their bytes: loading the same task function again and
@@ -134,6 +135,8 @@ def _make(tag: str, data: bytes, filename: Any, globals_: Dict[str, Any],
 
 
 _NONES = (None,) * 13
+# Names interned as the defining process has them (see _names.intern_keys).
+_intern = sys.intern
 
 
 def _import(name: str) -> Any:
@@ -171,14 +174,16 @@ def _set_state(func: FunctionType, state: tuple) -> FunctionType:
                 closure[i].cell_contents = value
             i += 1
     if name is not None:
-        func.__name__ = name
+        func.__name__ = _intern(name) if type(name) is str else name
     if qualname is not None:
-        func.__qualname__ = qualname
+        func.__qualname__ = _intern(qualname) if type(qualname) is str else qualname
     if module is not None:
         func.__module__ = module[0]
     if doc is not None:
         func.__doc__ = doc[0]
     if annotations is not None:
+        if type(annotations) is dict:
+            intern_keys(annotations)
         func.__annotations__ = annotations
     if attrs is not None:
         func.__dict__.update(attrs)

@@ -1,15 +1,33 @@
 """The stable names pickles call on load.
 
 Every reconstructor a pickle references lives at ``fastfnpickle._rebuild.<name>``, whichever
-implementation made the pickle: the hot ones are bound here to the active twin (compiled or
+implementation made the pickle: the hot ones are bound here to the load twin (compiled or
 pure-Python) and renamed to this module, so a pickle from either loads under the other.
+
+This is the top of the load side: it imports nothing from the dump side, so loading a pickle
+never pulls in the pickler.
 """
 
 import importlib
 from types import ModuleType
 from typing import Any, Callable, Dict, TypeVar
 
-from ._impl import load as _load
+from . import _class_registry, _reconstruct
+from ._env import env_flag
+
+_load: ModuleType
+# The same rule as the dump side's choice (``_impl``): the env switch forces the pure twin,
+# else the compiled one when it imports.
+if env_flag("FASTFNPICKLE_NO_EXTENSIONS"):
+    from . import _load_py as _load
+else:
+    try:
+        from . import _load as _load  # type: ignore[no-redef]
+    except ImportError:
+        from . import _load_py as _load  # type: ignore[no-redef]
+
+#: "cython" or "python": the load twin that is bound here.
+LOAD_IMPLEMENTATION: str = "python" if _load.__name__.endswith("_py") else "cython"
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -51,12 +69,17 @@ def dict_view(mapping: Any, kind: str) -> Any:
     return getattr(mapping, kind)()
 
 
-# Class-level reconstructors live with the class registry they use.
-from ._classes import make_class, make_typevar  # noqa: E402
+# Memoryviews, file copies, functools wrappers and NewTypes.
+memory = _export(_reconstruct.memory, "memory")
+file_copy = _export(_reconstruct.file_copy, "file_copy")
+lru_cache = _export(_reconstruct.lru_cache, "lru_cache")
+singledispatch = _export(_reconstruct.singledispatch, "singledispatch")
+singledispatch_state = _export(_reconstruct.singledispatch_state, "singledispatch_state")
+new_type = _export(_reconstruct.new_type, "new_type")
 
-for _name in ("make_class", "make_typevar"):
-    _export(globals()[_name], _name)
-del _name
+# Class-level reconstructors live with the class registry they use.
+make_class = _export(_class_registry.make_class, "make_class")
+make_typevar = _export(_class_registry.make_typevar, "make_typevar")
 
 # The reconstructors themselves always pickle by reference (checked first on the hot path).
 OWN_FUNCTIONS = frozenset(

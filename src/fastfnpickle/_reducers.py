@@ -4,17 +4,20 @@
 its hot path. A reducer returns a reduce tuple or NotImplemented (fall back to the stdlib).
 """
 
+import abc
 import copyreg
 import dataclasses
 import functools
 import operator
+import sys
 import typing
 import weakref
 from collections import OrderedDict
 from types import GetSetDescriptorType, MappingProxyType, MemberDescriptorType, MethodType
+from pickle import PicklingError
 from typing import Any, Callable, Dict
 
-from . import _classes, _rebuild
+from . import _classes, _rebuild, _streams, _wrappers
 
 
 def _mappingproxy(pickler: Any, obj: MappingProxyType) -> tuple:
@@ -42,16 +45,10 @@ def _weakset(pickler: Any, obj: weakref.WeakSet) -> tuple:
     return (weakref.WeakSet, (list(obj),))
 
 
-def _method(pickler: Any, obj: MethodType) -> Any:
-    # The stdlib pickles a method as getattr(self, name) when that finds it again; only
-    # methods made by hand (MethodType(f, obj)) need their function by value.
-    name = getattr(obj.__func__, "__name__", None)
-    if type(name) is str:
-        try:
-            if getattr(obj.__self__, name, None) == obj:
-                return NotImplemented
-        except Exception:
-            pass
+def _method(pickler: Any, obj: MethodType) -> tuple:
+    # Always rebuilt from its parts, never as getattr(self, name): inside a by-value class's
+    # own state (pydantic's validators, an enum's alias to a member's method) that lookup
+    # would run before the class has its methods.
     return (MethodType, (obj.__func__, obj.__self__))
 
 
@@ -61,6 +58,27 @@ def _wrapper(pickler: Any, obj: Any) -> tuple:
 
 def _property(pickler: Any, obj: property) -> tuple:
     return (property, (obj.fget, obj.fset, obj.fdel, obj.__doc__))
+
+
+def _typed_property(pickler: Any, obj: property) -> tuple:
+    # Subclasses of property (abc.abstractproperty) take the same arguments.
+    return (type(obj), (obj.fget, obj.fset, obj.fdel, obj.__doc__))
+
+
+def _memoryview(pickler: Any, obj: memoryview) -> tuple:
+    """A memoryview as a copy of its bytes (in C order, so strided views work), with its
+    format and shape; a writable view loads writable."""
+    fmt = obj.format
+    shape = obj.shape
+    if fmt != "B" or len(shape) != 1:
+        try:  # only native single-item formats can be cast back on load
+            memoryview(bytes(obj.itemsize)).cast(fmt)
+        except (TypeError, ValueError):
+            raise PicklingError(
+                f"cannot pickle a memoryview of format {fmt!r}: only native single-item "
+                "formats can be rebuilt; pickle view.tobytes() or view.tolist() instead"
+            ) from None
+    return (_rebuild.memory, (obj.tobytes(), fmt, shape, obj.readonly))
 
 
 def _cached_property(pickler: Any, obj: functools.cached_property) -> tuple:
@@ -84,6 +102,11 @@ def _dataclass_field(pickler: Any, field: dataclasses.Field) -> tuple:
         t = type(value)
         if t is set or t is frozenset:
             state[name] = pickler._stable(value)
+    name = state.get("name")
+    if type(name) is str:
+        # The field's name is its class attribute's name: one interned object wherever the
+        # class is, so the class pickles to the same bytes again where it was loaded.
+        state["name"] = sys.intern(name)
     return (copyreg.__newobj__, (cls,), (None, state))
 
 
@@ -110,10 +133,17 @@ DISPATCH: Dict[type, Callable[[Any, Any], Any]] = {
     staticmethod: _wrapper,
     property: _property,
     functools.cached_property: _cached_property,
+    abc.abstractclassmethod: _wrapper,
+    abc.abstractstaticmethod: _wrapper,
+    abc.abstractproperty: _typed_property,
+    memoryview: _memoryview,
     GetSetDescriptorType: _descriptor,
     MemberDescriptorType: _descriptor,
     dataclasses.Field: _dataclass_field,
 }
+
+DISPATCH.update(_streams.DISPATCH)
+DISPATCH.update(_wrappers.DISPATCH)
 
 for _kind in ("keys", "values", "items"):
     DISPATCH[type(getattr({}, _kind)())] = _view(_kind, dict)

@@ -12,11 +12,21 @@ it is first written, and later uses cost only the few bytes of the memo referenc
 import sys
 from typing import Any, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple
 
-from ._format import CODE_TAG, CODE_TAG_SETS, STATE_FIELDS, unseal
+from ._format import (
+    CODE_TAG, CODE_TAG_SETS, FIELD_ANNOTATIONS, FIELD_ATTRS, FIELD_CAPTURED, FIELD_CELL_VALUES,
+    FIELD_DEFAULTS, FIELD_EMPTY_CELLS, FIELD_EXTRA, FIELD_KWDEFAULTS, FIELD_MODULE,
+    FIELD_MODULES, FIELD_NAME, FIELD_QUALNAME, REBUILD_CLOSURE_CELL, REBUILD_CODE,
+    REBUILD_DICT_VIEW, REBUILD_FILL_CELL, REBUILD_FUNCTION, REBUILD_IMPORT_MODULE,
+    REBUILD_MAKE_CELL, REBUILD_MAKE_CLASS, REBUILD_MAKE_MODULE, REBUILD_MAKE_TYPEVAR, REBUILD_MEMORY, REBUILD_FILE_COPY,
+    REBUILD_LRU_CACHE, REBUILD_SINGLEDISPATCH, REBUILD_SINGLEDISPATCH_STATE, REBUILD_NEW_TYPE,
+    REBUILD_PATH, REBUILD_SET_MODULE_STATE, STATE_FIELDS, unseal,
+)
 
-_REBUILD = "fastfnpickle._rebuild"
+_REBUILD = REBUILD_PATH
 # Globals the pickler itself writes as machinery, not as the user's references.
-_PLUMBING_MODULES = frozenset({"builtins", "copyreg", "__builtin__", "copy_reg", _REBUILD})
+# (``_codecs.encode`` is how protocols 0-2, which have no bytes opcodes, write bytes.)
+_PLUMBING_MODULES = frozenset({"builtins", "copyreg", "__builtin__", "copy_reg", "_codecs",
+                               _REBUILD})
 _MAX_WALK = 200_000   # placeholders visited per data value when looking for functions
 _MAX_SHOWN = 30       # children printed per node; the rest are summarised
 
@@ -29,11 +39,13 @@ class Node:
     (pickled by name), or a captured value."""
 
     __slots__ = ("path", "kind", "type", "size", "name", "module", "file", "line", "globals",
-                 "code_tag", "shared", "children")
+                 "code_tag", "variable", "shared", "children")
 
     def __init__(self, path: str, kind: str, type: str, size: int) -> None:
         self.path = path          # Python expression from the root
-        self.kind = kind          # function | class | module | reference | code | value
+        # function | class | module | reference | code | value, or unknown: made by a
+        # reconstructor this version of explain does not know (a newer fastfnpickle's pickle)
+        self.kind = kind
         self.type = type          # what the pickle holds there, for display
         self.size = size          # bytes this subtree takes in the pickle
         self.name: Optional[str] = None
@@ -42,6 +54,9 @@ class Node:
         self.line: Optional[int] = None
         self.globals: Optional[List[str]] = None
         self.code_tag: Optional[str] = None
+        # The closure variable a cell's contents are bound to (the code's co_freevars entry),
+        # on ``f.__closure__[i].cell_contents`` nodes when the code could be decoded.
+        self.variable: Optional[str] = None
         self.shared = False       # a memo reference to something written elsewhere
         self.children: List["Node"] = []
 
@@ -64,7 +79,7 @@ class Node:
         d: Dict[str, Any] = {"path": self.path, "kind": self.kind, "type": self.type,
                              "size": self.size,
                              "percent": round(100.0 * self.size / total, 2) if total else 0.0}
-        for key in ("name", "module", "file", "line", "globals", "code_tag"):
+        for key in ("name", "module", "file", "line", "globals", "code_tag", "variable"):
             value = getattr(self, key)
             if value is not None:
                 d[key] = value
@@ -81,12 +96,14 @@ class Explanation:
     """The tree of what a pickle holds; ``str()`` renders it for a terminal."""
 
     def __init__(self, tree: Node, total: int, protocol: Optional[int],
-                 references: List[str], source: str) -> None:
+                 references: List[str], source: str, unknown: Sequence[str] = ()) -> None:
         self.tree = tree
         self.total = total
         self.protocol = protocol
         self.references = references  # module.name of everything loading will import
         self.source = source
+        # fastfnpickle reconstructors the pickle calls that this explain does not know
+        self.unknown = sorted(unknown)
 
     def functions(self) -> List[Node]:
         """Every function pickled by value, in tree order."""
@@ -107,7 +124,8 @@ class Explanation:
             "source": self.source, "total_size": self.total, "protocol": self.protocol,
             "functions": [brief(n) for n in self.functions()],
             "classes": [brief(n) for n in self.classes()],
-            "references": self.references, "tree": self.tree.to_dict(self.total),
+            "references": self.references, "unknown_reconstructors": self.unknown,
+            "tree": self.tree.to_dict(self.total),
         }
 
     def to_json(self, indent: Optional[int] = 2) -> str:
@@ -132,9 +150,9 @@ def explain(obj: Any, protocol: Optional[int] = None, file: Optional[TextIO] = N
     Returns an :class:`Explanation` (a tree of :class:`Node`, children sorted by size) and
     prints it to ``file`` (default: stdout) unless ``quiet``.
     """
-    from . import dumps
+    from ._impl import core  # the dump side, only when a live object is to be pickled
 
-    data = dumps(obj, protocol)
+    data = core.dumps(obj, protocol)
     result = explain_bytes(data, source=f"a {type(obj).__name__} object")
     if not quiet:
         print(render(result), file=file if file is not None else sys.stdout)
@@ -146,7 +164,8 @@ def explain_bytes(data: bytes, source: str = "pickle") -> Explanation:
     reader = _Reader(data)
     root = reader.run()
     tree = _TreeBuilder(reader).build(root)
-    return Explanation(tree, len(data), reader.protocol, sorted(reader.references), source)
+    return Explanation(tree, len(data), reader.protocol, sorted(reader.references), source,
+                       [f"{_REBUILD}.{name}" for name in reader.unknown])
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -182,7 +201,42 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (OSError, ValueError, ImportError, AttributeError) as exc:
         print(f"explain: {exc}", file=sys.stderr)
         return 1
-    print(result.to_json() if args.json else render(result))
+    return _write_stdout(result.to_json() if args.json else render(result))
+
+
+def _write_stdout(text: str) -> int:
+    """Print ``text``; when the reader went away (``explain FILE | head``), stop quietly with
+    the status a shell reports for a command ended by SIGPIPE, as other command-line tools do."""
+    import io
+    import os
+
+    out = sys.stdout
+    text += "\n"
+    try:
+        raw = getattr(out, "buffer", None)
+        if isinstance(raw, io.RawIOBase):
+            # Unbuffered (python -u, PYTHONUNBUFFERED): the text layer gives the file one
+            # write and ignores a short count, which is what a pipe returns when its reader
+            # leaves mid-write; the rest would be dropped without an error. Write until done.
+            out.flush()
+            data = memoryview(text.replace("\n", os.linesep).encode(
+                out.encoding or "utf-8", out.errors or "strict"))
+            while data:
+                data = data[raw.write(data) or 0:]
+        else:
+            out.write(text)
+            out.flush()
+    except BrokenPipeError:
+        import signal
+
+        # The interpreter flushes stdout again on exit and would report the broken pipe then.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, out.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass  # stdout is no real file (replaced in-process): nothing will flush it later
+        return 128 + int(getattr(signal, "SIGPIPE", 13))  # 13 where there are no signals
     return 0
 
 
@@ -250,12 +304,15 @@ class _Map(_Sym):
 class _Call(_Sym):
     """An object built by calling something: REDUCE, NEWOBJ, INST, OBJ."""
 
-    __slots__ = ("func", "args", "kwargs", "state", "items", "setitems", "setter_state")
+    __slots__ = ("func", "args", "kwargs", "state", "items", "setitems", "setter_state",
+                 "instance")
 
-    def __init__(self, func: _Sym, args: Optional[_Sym], start: int, end: int) -> None:
+    def __init__(self, func: _Sym, args: Optional[_Sym], start: int, end: int,
+                 instance: bool = False) -> None:
         super().__init__(start, end)
         self.func = func
         self.args = args
+        self.instance = instance  # ``func`` is the class of the object made (NEWOBJ, ...)
         self.kwargs: Optional[_Sym] = None
         self.state: Optional[_Sym] = None
         self.items: List[_Sym] = []
@@ -290,9 +347,38 @@ _LITERAL_OPS = frozenset({
     "SHORT_BINSTRING", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "UNICODE",
     "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "FLOAT", "BINFLOAT",
 })
-# fastfnpickle._rebuild callables that fill in an object made earlier: ``setter(obj, state)``.
-# ``function`` both makes a function (4 arguments) and fills one (2 arguments).
-_SETTERS = frozenset({"function", "make_class", "set_module_state", "fill_cell"})
+# What explain knows of each reconstructor (``_format.RECONSTRUCTORS``): what a call to it
+# makes, as displayed. A name missing here is shown as an unknown reconstructor.
+_KNOWN: Dict[str, str] = {
+    REBUILD_FUNCTION: "function",
+    REBUILD_CODE: "code",
+    REBUILD_MAKE_CELL: "cell",
+    REBUILD_FILL_CELL: "cell",
+    REBUILD_CLOSURE_CELL: "cell",
+    REBUILD_IMPORT_MODULE: "module",
+    REBUILD_MAKE_MODULE: "module",
+    REBUILD_SET_MODULE_STATE: "module",
+    REBUILD_DICT_VIEW: "dict view",
+    REBUILD_MAKE_CLASS: "class",
+    REBUILD_MAKE_TYPEVAR: "TypeVar",
+    REBUILD_MEMORY: "memoryview",
+    REBUILD_FILE_COPY: "file copy",
+    REBUILD_LRU_CACHE: "lru_cache wrapper",
+    REBUILD_SINGLEDISPATCH: "singledispatch function",
+    REBUILD_SINGLEDISPATCH_STATE: "singledispatch function",
+    REBUILD_NEW_TYPE: "NewType",
+}
+# Reconstructors that fill in an object made earlier: ``setter(obj, state)``.
+# ``function`` both makes a function (5 arguments) and fills one (2 arguments); so does
+# ``make_class``.
+_SETTERS = frozenset({REBUILD_FUNCTION, REBUILD_MAKE_CLASS, REBUILD_SET_MODULE_STATE,
+                      REBUILD_FILL_CELL})
+# The two uses of those double reconstructors, as _rebuild_name tells them apart. The suffix
+# keeps them from ever meaning a reconstructor of that name.
+_NEW_FUNCTION = REBUILD_FUNCTION + ":new"
+_FILL_FUNCTION = REBUILD_FUNCTION + ":fill"
+_NEW_CLASS = REBUILD_MAKE_CLASS
+_FILL_CLASS = REBUILD_MAKE_CLASS + ":fill"
 
 
 class _Reader:
@@ -302,6 +388,7 @@ class _Reader:
         self.data = data
         self.protocol: Optional[int] = None
         self.references: set = set()
+        self.unknown: set = set()  # names called in _rebuild that explain does not know
 
     def run(self) -> _Sym:
         import pickletools
@@ -426,23 +513,24 @@ class _Reader:
             elif name == "NEWOBJ":
                 args = stack.pop()
                 cls = stack.pop()
-                stack.append(_Call(cls, args, cls.start, end))
+                stack.append(_Call(cls, args, cls.start, end, instance=True))
             elif name == "NEWOBJ_EX":
                 kwargs = stack.pop()
                 args = stack.pop()
                 cls = stack.pop()
-                call = _Call(cls, args, cls.start, end)
+                call = _Call(cls, args, cls.start, end, instance=True)
                 call.kwargs = kwargs
                 stack.append(call)
             elif name == "INST":
                 items, mark_pos = pop_mark()
                 module, _, qualname = str(arg).partition(" ")
                 cls = self._global(module, qualname, pos, end)
-                stack.append(_Call(cls, _Seq("tuple", items, mark_pos, end), mark_pos, end))
+                stack.append(_Call(cls, _Seq("tuple", items, mark_pos, end), mark_pos, end,
+                                   instance=True))
             elif name == "OBJ":
                 items, mark_pos = pop_mark()
                 stack.append(_Call(items[0], _Seq("tuple", items[1:], mark_pos, end),
-                                   mark_pos, end))
+                                   mark_pos, end, instance=True))
             elif name in ("PERSID", "BINPERSID"):
                 if name == "BINPERSID":
                     stack.pop()
@@ -454,11 +542,19 @@ class _Reader:
     def _global(self, module: str, qualname: str, start: int, end: int) -> _Glob:
         if module not in _PLUMBING_MODULES:
             self.references.add(f"{module}.{qualname}")
+        elif module == _REBUILD and qualname not in _KNOWN:
+            self.unknown.add(qualname)
         return _Glob(module, qualname, start, end)
 
-    def _reduce(self, func: Any, args: Any, end: int) -> _Call:
-        call = _Call(func, args, func.start, end)
+    def _reduce(self, func: Any, args: Any, end: int) -> _Sym:
         f = _deref(func)
+        if type(f) is _Glob and f.module == "_codecs" and f.name == "encode":
+            # Bytes below protocol 3: encode(text, "latin1"). Read them as the bytes they are,
+            # so code objects decode and sizes describe bytes.
+            a = _items(args)
+            if len(a) == 2 and type(_lit(a[0])) is str and _lit(a[1]) == "latin1":
+                return _Lit(_lit(a[0]).encode("latin1"), func.start, end)
+        call = _Call(func, args, func.start, end)
         if type(f) is _Glob and f.module == _REBUILD:
             a = _deref(args)
             if f.name in _SETTERS and type(a) is _Seq and len(a.items) == 2:
@@ -466,7 +562,7 @@ class _Reader:
                 if type(target) is _Call:
                     target.setter_state = a.items[1]
                     target.end = end  # the object's span runs to the end of its state
-            elif f.name == "import_module" and type(a) is _Seq and a.items:
+            elif f.name == REBUILD_IMPORT_MODULE and type(a) is _Seq and a.items:
                 module = _deref(a.items[0])
                 if type(module) is _Lit:
                     self.references.add(str(module.value))
@@ -495,16 +591,17 @@ class _Reader:
 # From placeholders to the tree
 
 def _rebuild_name(call: Any) -> Optional[str]:
-    """What ``call`` makes when it calls one of fastfnpickle's rebuilders (the name in
-    ``_rebuild``; ``make_function`` / ``function_state`` for the two uses of ``function``)."""
+    """What ``call`` makes when it calls one of fastfnpickle's reconstructors: the name in
+    ``_rebuild``, or ``_NEW_FUNCTION`` / ``_FILL_FUNCTION`` / ``_FILL_CLASS`` for the uses of
+    the double ones."""
     if type(call) is not _Call:
         return None
     f = _deref(call.func)
     if type(f) is _Glob and f.module == _REBUILD:
-        if f.name == "function":
-            return "make_function" if len(_items(call.args)) >= 3 else "function_state"
-        if f.name == "make_class" and len(_items(call.args)) < 3:
-            return "class_state"
+        if f.name == REBUILD_FUNCTION:
+            return _NEW_FUNCTION if len(_items(call.args)) >= 3 else _FILL_FUNCTION
+        if f.name == REBUILD_MAKE_CLASS and len(_items(call.args)) < 3:
+            return _FILL_CLASS
         return f.name
     return None
 
@@ -517,6 +614,10 @@ def _state_fields(state: Any) -> Optional[Dict[str, Any]]:
     fields: Dict[str, Any] = dict.fromkeys(STATE_FIELDS)
     fields.update(zip(STATE_FIELDS, items))
     return fields
+
+
+def _unknown(rebuild: str) -> bool:
+    return rebuild.partition(":")[0] not in _KNOWN
 
 
 def _items(s: Any) -> List[Any]:
@@ -556,19 +657,90 @@ def _describe(s: Any) -> str:
     if t is _Call:
         rebuild = _rebuild_name(s)
         if rebuild is not None:
-            return {"code": "code", "closure_cell": "cell", "make_cell": "cell",
-                    "make_typevar": "TypeVar", "dict_view": "dict view",
-                    "make_globals": "globals"}.get(rebuild, rebuild)
+            if _unknown(rebuild):
+                return f"unknown reconstructor {_REBUILD}.{rebuild}"
+            return _KNOWN[rebuild.partition(":")[0]]
         f = _deref(s.func)
-        first = _deref(_items(s.args)[0]) if _items(s.args) else None
+        args = _items(s.args)
+        first = _deref(args[0]) if args else None
         if type(f) is _Glob and f.module == "copyreg" and type(first) is _Glob:
             return f"{first.module}.{first.name}"  # copyreg._reconstructor / __newobj__
+        array = _numpy_array(s)
+        if array is not None:
+            return array
         if type(f) is _Glob:
+            if f.module == "builtins":
+                if f.name == "getattr" and len(args) == 2 and type(first) is _Glob and \
+                        type(_lit(args[1])) is str:
+                    return f"{first.module}.{first.name}.{_lit(args[1])}"
+                if f.name in ("set", "frozenset") and len(args) == 1 and \
+                        type(_deref(args[0])) is _Seq:
+                    return f"{f.name} of {len(_deref(args[0]).items)}"
             return f"{f.module}.{f.name}(...)"
+        cls = _instance_class(s)
+        if cls is not None and _rebuild_name(cls) == _NEW_CLASS:
+            return f"{_class_name(cls)}(...)"  # an instance of a class pickled by value
         return "object"
     if t is _Opaque:
         return s.what
     return "object"
+
+
+def _instance_class(call: _Call) -> Any:
+    """The class ``call`` makes an instance of, when the pickle says so, else None."""
+    if call.instance:
+        return _deref(call.func)
+    f = _deref(call.func)
+    args = _items(call.args)
+    if type(f) is _Glob and f.module == "copyreg" and args:
+        return _deref(args[0])  # copyreg._reconstructor / __newobj__ / __newobj_ex__
+    return None
+
+
+def _class_name(make_class: _Call) -> str:
+    """``module.qualname`` of a class pickled by value."""
+    args = _items(make_class.args)
+    skeleton = dict((_lit(k), v) for k, v in _items(args[3])) if len(args) > 3 else {}
+    name = _lit(skeleton.get("__qualname__")) or (_lit(args[1]) if len(args) > 1 else None)
+    module = _lit(skeleton.get("__module__"))
+    return f"{module}.{name}" if module else str(name)
+
+
+def _numpy_array(call: _Call) -> Optional[str]:
+    """``numpy.ndarray f8 (1000,)`` for a numpy array, from what its reduction names."""
+    f = _deref(call.func)
+    if not (type(f) is _Glob and f.module.partition(".")[0] == "numpy"):
+        return None
+    args = _items(call.args)
+    if f.name == "_frombuffer" and len(args) >= 3:  # protocol 5: (buffer, dtype, shape, order)
+        dtype, shape = args[1], args[2]
+    elif f.name == "_reconstruct":  # below 5: BUILD with (version, shape, dtype, fortran, data)
+        state = _items(call.state)
+        if len(state) < 5:
+            return "numpy.ndarray"
+        dtype, shape = state[2], state[1]
+    else:
+        return None
+    code = _items(_deref(dtype).args)[:1] if type(_deref(dtype)) is _Call else []
+    dims = [_lit(d) for d in _items(shape)]
+    text = "numpy.ndarray"
+    if code and type(_lit(code[0])) is str:
+        text += " " + _lit(code[0])
+    if all(type(d) is int for d in dims):
+        text += " (" + ", ".join(map(str, dims)) + ("," if len(dims) == 1 else "") + ")"
+    return text
+
+
+def _numpy_children(call: _Call) -> Optional[List[Tuple[str, Any]]]:
+    """The parts of a numpy array worth showing: the elements of an object array (the raw
+    bytes and dtype of other arrays hold nothing pickled by value); None if not an array."""
+    if _numpy_array(call) is None:
+        return None
+    state = _items(call.state)
+    if len(state) < 5 or type(_deref(state[4])) is not _Seq:
+        return []
+    order = ".T.flat" if _lit(state[3]) else ".flat"  # the data is in the array's own order
+    return [(f"{order}[{i}]", v) for i, v in enumerate(_deref(state[4]).items)]
 
 
 class _TreeBuilder:
@@ -580,8 +752,8 @@ class _TreeBuilder:
         name = "obj"
         r = _deref(root)
         rebuild = _rebuild_name(r)
-        if rebuild in ("make_function", "make_class"):
-            shown = self._function_info(r)[0] if rebuild == "make_function" else (
+        if rebuild in (_NEW_FUNCTION, _NEW_CLASS):
+            shown = self._function_info(r)[0] if rebuild == _NEW_FUNCTION else (
                 _lit(_items(r.args)[1]) if len(_items(r.args)) > 1 else None)
             last = shown.rpartition(".")[2] if type(shown) is str else ""
             if last.isidentifier():
@@ -596,30 +768,31 @@ class _TreeBuilder:
         size = occ.end - occ.start
         rebuild = _rebuild_name(s)
         shared = type(occ) is _Ref or id(s) in self.expanded
-        if rebuild == "make_function":
+        if rebuild == _NEW_FUNCTION:
             node = Node(path, "function", "function", size)
             self._fill_function(node, s, shared)
-        elif rebuild == "make_class":
+        elif rebuild == _NEW_CLASS:
             node = Node(path, "class", "class", size)
             self._fill_class(node, s, shared)
-        elif rebuild == "make_module":
+        elif rebuild == REBUILD_MAKE_MODULE:
             node = Node(path, "module", "module", size)
             node.name = _lit(_items(s.args)[0]) if _items(s.args) else None
             if not shared:
                 self._expand_map(node, s.setter_state, path, ".{}")
-        elif rebuild == "import_module":
+        elif rebuild == REBUILD_IMPORT_MODULE:
             node = Node(path, "reference", "module", size)
             node.name = _lit(_items(s.args)[0]) if _items(s.args) else None
         elif type(s) is _Glob:
             node = Node(path, "reference", "global", size)
             node.name = f"{s.module}.{s.name}"
             node.module = s.module
-        elif rebuild == "code":
+        elif rebuild == REBUILD_CODE:
             node = Node(path, "code", "code", size)
             tag = _lit(_items(s.args)[0]) if _items(s.args) else None
             node.code_tag = tag.split("+")[0] if type(tag) is str else None
         else:
-            node = Node(path, "value", _describe(s), size)
+            kind = "unknown" if rebuild is not None and _unknown(rebuild) else "value"
+            node = Node(path, kind, _describe(s), size)
             if not shared:
                 self.expanded.add(id(s))
                 if top:
@@ -628,13 +801,16 @@ class _TreeBuilder:
                 else:
                     for label, child in self._interesting(s):
                         node.children.append(self._node(child, path + label))
-        node.shared = shared and node.kind in ("function", "class", "module", "value")
+        node.shared = shared and node.kind in ("function", "class", "module", "value",
+                                               "unknown")
         node.children.sort(key=lambda c: (-c.size, c.path))
         return node
 
     def _function_info(self, call: _Call) -> Tuple[Optional[str], Optional[str],
-                                                   Optional[str], Optional[int], Optional[str]]:
-        """(qualname, module, file, line, code tag) of a by-value function.
+                                                   Optional[str], Optional[int], Optional[str],
+                                                   Tuple[str, ...]]:
+        """(qualname, module, file, line, code tag, closure variable names) of a by-value
+        function; the names are empty when the code could not be decoded.
 
         The function is ``function(tag, code_bytes, filename, globals, closure)`` filled in by
         ``function(func, state)`` with the state of ``_core_py.reduce_function``.
@@ -643,20 +819,22 @@ class _TreeBuilder:
         state = _state_fields(call.setter_state)
         qualname = module = filename = None
         line = None
+        freevars: Tuple[str, ...] = ()
         tag = _lit(args[0]) if args else None
         blob = _lit(args[1]) if len(args) > 1 else None
         if tag in (CODE_TAG, CODE_TAG_SETS) and isinstance(blob, bytes):
             info = _code_info(blob)
             if info is not None:
-                qualname, filename, line = info
+                qualname, filename, line, freevars = info
         if len(args) > 2 and type(_lit(args[2])) is str:
             filename = _lit(args[2])  # the marshalled code holds "" instead
         if state is not None:
-            if type(_lit(state["qualname"])) is str:
-                qualname = _lit(state["qualname"])
-            elif qualname is not None and type(_lit(state["name"])) is str:
-                qualname = (qualname.rpartition(".")[0] + "." + _lit(state["name"])).lstrip(".")
-            boxed = _items(state["module"])  # (module,) when it differs from the globals'
+            if type(_lit(state[FIELD_QUALNAME])) is str:
+                qualname = _lit(state[FIELD_QUALNAME])
+            elif qualname is not None and type(_lit(state[FIELD_NAME])) is str:
+                qualname = (qualname.rpartition(".")[0] + "."
+                            + _lit(state[FIELD_NAME])).lstrip(".")
+            boxed = _items(state[FIELD_MODULE])  # (module,) when it differs from the globals'
             if boxed and type(_lit(boxed[0])) is str:
                 module = _lit(boxed[0])
         if module is None and len(args) > 3:
@@ -665,18 +843,18 @@ class _TreeBuilder:
                     module = _lit(v)
         if type(tag) is str:
             tag = tag.split("+")[0]
-        return qualname, module, filename, line, tag
+        return qualname, module, filename, line, tag, freevars
 
     def _fill_function(self, node: Node, call: _Call, shared: bool) -> None:
-        qualname, module, filename, line, tag = self._function_info(call)
+        qualname, module, filename, line, tag, freevars = self._function_info(call)
         node.name = qualname if qualname is not None else f"<code for Python {tag}>"
         node.module = module
         node.file = filename
         node.line = line
         node.code_tag = tag
         state = _state_fields(call.setter_state)
-        node.globals = [str(_lit(k)) for k, _ in
-                        _items(state["captured"]) + _items(state["modules"])] if state else []
+        node.globals = [str(_lit(k)) for k, _ in _items(state[FIELD_CAPTURED])
+                        + _items(state[FIELD_MODULES])] if state else []
         node.type = "function"
         if shared:
             return
@@ -689,29 +867,32 @@ class _TreeBuilder:
             node.children.append(code)
         if state is None:
             return
-        for k, v in _items(state["captured"]):
+        for k, v in _items(state[FIELD_CAPTURED]):
             node.children.append(self._node(v, f"{path}.__globals__[{_lit(k)!r}]"))
-        for k, v in _items(state["modules"]):  # imported by name on load
+        for k, v in _items(state[FIELD_MODULES]):  # imported by name on load
             ref = Node(f"{path}.__globals__[{_lit(k)!r}]", "reference", "module",
                        v.end - v.start)
             ref.name = _lit(v)
             node.children.append(ref)
             if type(ref.name) is str:
                 self.reader.references.add(ref.name)
-        for i, v in enumerate(_items(state["defaults"])):
+        for i, v in enumerate(_items(state[FIELD_DEFAULTS])):
             node.children.append(self._node(v, f"{path}.__defaults__[{i}]"))
-        for k, v in _items(state["kwdefaults"]):
+        for k, v in _items(state[FIELD_KWDEFAULTS]):
             node.children.append(self._node(v, f"{path}.__kwdefaults__[{_lit(k)!r}]"))
-        empty = {_lit(e) for e in _items(state["empty_cells"])}
-        for i, v in enumerate(_items(state["cell_values"])):
+        empty = {_lit(e) for e in _items(state[FIELD_EMPTY_CELLS])}
+        for i, v in enumerate(_items(state[FIELD_CELL_VALUES])):
             if i not in empty:
-                node.children.append(self._node(v, f"{path}.__closure__[{i}].cell_contents"))
-        annotations = state["annotations"]
+                cell = self._node(v, f"{path}.__closure__[{i}].cell_contents")
+                # co_freevars names the cells in __closure__ order
+                cell.variable = freevars[i] if i < len(freevars) else None
+                node.children.append(cell)
+        annotations = state[FIELD_ANNOTATIONS]
         if annotations is not None and type(_deref(annotations)) is not _Lit:
             node.children.append(self._node(annotations, path + ".__annotations__"))
-        for k, v in _items(state["attrs"]):
+        for k, v in _items(state[FIELD_ATTRS]):
             node.children.append(self._node(v, f"{path}.{_lit(k)}"))
-        extra = _items(state["extra"])
+        extra = _items(state[FIELD_EXTRA])
         if extra and type(_deref(extra[0])) is not _Lit:
             node.children.append(self._node(extra[0], path + ".__type_params__"))
 
@@ -757,7 +938,9 @@ class _TreeBuilder:
             label, occ = stack.pop()
             s = _deref(occ)
             rebuild = _rebuild_name(s)
-            if rebuild in ("make_function", "make_class", "make_module", "import_module") or (
+            if rebuild in (_NEW_FUNCTION, _NEW_CLASS, REBUILD_MAKE_MODULE,
+                           REBUILD_IMPORT_MODULE) or (
+                    rebuild is not None and _unknown(rebuild)) or (
                     type(s) is _Glob and s.module not in _PLUMBING_MODULES):
                 found.append((label, occ))
                 continue
@@ -786,18 +969,25 @@ def _data_children(s: Any) -> List[Tuple[str, Any]]:
             out.append((_key_label(k, i), v))
     elif t is _Call:
         rebuild = _rebuild_name(s)
-        if rebuild in ("make_cell",):
+        if rebuild == REBUILD_MAKE_CELL:
             out.extend((".cell_contents", v) for v in _items(s.setter_state)[:1])
             return out
-        if rebuild == "dict_view":
+        if rebuild == REBUILD_DICT_VIEW:
             out.extend(("", v) for v in _items(s.args)[:1])
             return out
+        array = _numpy_children(s)
+        if array is not None:
+            return array
         f = _deref(s.func)
-        if not (type(f) is _Glob and f.module in _PLUMBING_MODULES):
+        if s.instance:
+            out.append((".__class__", s.func))
+        elif not (type(f) is _Glob and f.module in _PLUMBING_MODULES):
             out.append((".<constructor>", s.func))
         for i, v in enumerate(_items(s.args)):
             if i == 0 and type(f) is _Glob and f.module == "copyreg":
-                continue  # the class, named in the description
+                if type(_deref(v)) is not _Glob:  # a Glob is named in the description
+                    out.append((".__class__", v))
+                continue
             out.append((f".<arg {i}>", v))
         for label, part in _state_parts(s.state):
             out.append((label, part))
@@ -822,7 +1012,7 @@ def _state_parts(state: Any) -> List[Tuple[str, Any]]:
     return [(".<state>", state)]
 
 
-def _code_info(blob: bytes) -> Optional[Tuple[str, str, int]]:
+def _code_info(blob: bytes) -> Optional[Tuple[str, str, int, Tuple[str, ...]]]:
     import marshal
     from types import CodeType
 
@@ -832,7 +1022,8 @@ def _code_info(blob: bytes) -> Optional[Tuple[str, str, int]]:
         return None
     if type(code) is not CodeType:
         return None
-    return getattr(code, "co_qualname", code.co_name), code.co_filename, code.co_firstlineno
+    return (getattr(code, "co_qualname", code.co_name), code.co_filename, code.co_firstlineno,
+            code.co_freevars)
 
 
 # --------------------------------------------------------------------------------------------
@@ -870,7 +1061,8 @@ def _line(node: Node, total: int) -> str:
         what = node.type
     if node.shared:
         what += "  (memo reference: written above)"
-    return f"{node.path}  {what}  {_size(node.size)} {pct}".rstrip()
+    path = node.path if node.variable is None else f"{node.path} ({node.variable})"
+    return f"{path}  {what}  {_size(node.size)} {pct}".rstrip()
 
 
 def render(result: Explanation) -> str:
@@ -897,4 +1089,7 @@ def render(result: Explanation) -> str:
     lines.append(f"{len(funcs)} function(s) and {len(result.classes())} class(es) by value")
     if result.references:
         lines.append("loading imports: " + ", ".join(result.references))
+    if result.unknown:
+        lines.append("unknown reconstructors (a newer fastfnpickle made this pickle?): "
+                     + ", ".join(result.unknown))
     return "\n".join(lines)

@@ -147,8 +147,27 @@ class _Call:
 
 
 def _load_call(data: bytes) -> _Call:
-    fn, args, kwargs = pickle.loads(data)
+    try:
+        fn, args, kwargs = pickle.loads(data)
+    except Exception as exc:
+        # Raised here, the error would kill the worker and the caller would see only a bare
+        # BrokenProcessPool: the task fails instead, with the load error as its cause.
+        return _Call(_LoadFailure(exc), (), {})
     return _Call(fn, args, kwargs)
+
+
+class _LoadFailure:
+    """Stands for a task the worker could not unpickle; calling it raises why."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def __call__(self) -> Any:
+        exc = self.exc
+        raise pickle.UnpicklingError(
+            f"the worker could not load the task: {type(exc).__name__}: {exc}") from exc
 
 
 class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor):

@@ -10,13 +10,14 @@ analysis, no caching and no by-reference handling. It applies to function worklo
 """
 
 import builtins
+import contextlib
 import dataclasses
 import importlib
 import marshal
 import pickle
 import sys
 from types import CellType, CodeType, FunctionType, ModuleType
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional, Tuple
 
 TARGET_NAMES: Tuple[str, ...] = (
     "fastfnpickle-cython", "fastfnpickle-python", "pickle", "cloudpickle", "dill",
@@ -39,6 +40,15 @@ class Target:
     """Failing to pickle a workload means "n/a" (the stdlib), not an error."""
     functions_only: bool = False
     note: str = ""
+    loads_via: str = ""
+    """How ``loads`` runs, in words: printed with the results."""
+    load_binding: Optional[Callable[[], ContextManager[Any]]] = None
+    """Entered around every ``loads`` of this target (outside the clock): makes the loads run
+    on this target's own implementation, whichever is active in the process."""
+
+    def loading(self) -> ContextManager[Any]:
+        """The context in which this target's ``loads`` must run."""
+        return self.load_binding() if self.load_binding is not None else contextlib.nullcontext()
 
 
 def _pickler_dumps(core: Any) -> Callable[[Any, Any], bytes]:
@@ -58,21 +68,97 @@ def _stdlib_dumps(obj: Any, buffer_callback: Any = None) -> bytes:
     return pickle.dumps(obj, PROTOCOL, buffer_callback=buffer_callback)
 
 
+# --------------------------------------------------------------------------------------------
+# Each fastfnpickle target loads with its own twin
+
+# A pickle names its function reconstructors as ``fastfnpickle._rebuild.<name>``, which the
+# package binds at import to one load twin (the compiled one when built). Timing the pure
+# target's loads through that binding would time the compiled loader under the pure label, so
+# each target rebinds those names to its own twin for its loads, and puts them back after.
+
+def _twin_names() -> List[str]:
+    """The names in ``_rebuild`` that are bound to a load twin's function of the same name."""
+    from .. import _load_py, _rebuild
+
+    twins: List[ModuleType] = [_load_py]
+    try:
+        from .. import _load
+    except ImportError:
+        pass
+    else:
+        twins.append(_load)
+    # The reconstructors' own module (``_rebuild`` renames them to itself), not helpers such as
+    # typing names that both modules happen to import.
+    modules = {_rebuild.__name__} | {twin.__name__ for twin in twins}
+    names = sorted(name for name, value in vars(_rebuild).items()
+                   if not name.startswith("_") and callable(value)
+                   and getattr(value, "__module__", None) in modules
+                   and any(getattr(twin, name, None) is value for twin in twins))
+    if not names:
+        # A silent fallback would mislabel every loads column: refuse instead.
+        raise RuntimeError("fastfnpickle._rebuild binds no load-twin function; the bench's "
+                           "load binding must be updated to the new layout")
+    return names
+
+
+def load_twin_binding(twin: ModuleType) -> Callable[[], ContextManager[Any]]:
+    """A context factory that binds ``twin``'s reconstructors under the ``_rebuild`` names."""
+    from .. import _rebuild
+
+    names = _twin_names()
+    missing = [n for n in names if not callable(getattr(twin, n, None))]
+    if missing:
+        raise RuntimeError(f"{twin.__name__} lacks {', '.join(missing)}, which "
+                           "fastfnpickle._rebuild binds")
+    own = {n: getattr(twin, n) for n in names}
+
+    @contextlib.contextmanager
+    def binding() -> Iterator[None]:
+        saved = {n: getattr(_rebuild, n) for n in names}
+        for n, fn in own.items():
+            setattr(_rebuild, n, fn)
+        try:
+            yield
+        finally:
+            for n, fn in saved.items():
+                setattr(_rebuild, n, fn)
+    return binding
+
+
+def _bound_loads(binding: Callable[[], ContextManager[Any]]) -> Callable[[bytes, Any], Any]:
+    # For the checks only: the timed loads enter the binding once per sample instead.
+    def loads(data: bytes, buffers: Any = None) -> Any:
+        with binding():
+            return pickle.loads(data, buffers=buffers)
+    return loads
+
+
+_LOADS_VIA = ("pickle.loads, the function reconstructors (fastfnpickle._rebuild.{names}) "
+              "bound to {twin} for its loads")
+
+
 def _fastfnpickle_targets() -> Tuple[List[Target], Dict[str, str]]:
-    from . import _core_py
-    from ._version import __version__
+    from .. import _core_py, _load_py
+    from .._version import __version__
 
     found: List[Target] = []
     missing: Dict[str, str] = {}
+    names = "/".join(_twin_names())
     try:
-        from . import _core  # type: ignore[attr-defined]
+        from .. import _core, _load
     except ImportError as exc:
         missing["fastfnpickle-cython"] = f"compiled core not built ({exc})"
     else:
         found.append(Target("fastfnpickle-cython", _pickler_dumps(_core), _pickle_loads,
-                            __version__, "pickle"))
+                            __version__, "fastfnpickle-cython",
+                            loads_via=_LOADS_VIA.format(names=names,
+                                                        twin="the compiled fastfnpickle._load"),
+                            load_binding=load_twin_binding(_load)))
     found.append(Target("fastfnpickle-python", _pickler_dumps(_core_py), _pickle_loads,
-                        __version__, "pickle"))
+                        __version__, "fastfnpickle-python",
+                        loads_via=_LOADS_VIA.format(names=names,
+                                                    twin="the pure-Python fastfnpickle._load_py"),
+                        load_binding=load_twin_binding(_load_py)))
     return found, missing
 
 
@@ -82,7 +168,8 @@ def _cloudpickle_target() -> Target:
     def dumps(obj: Any, buffer_callback: Any = None) -> bytes:
         return cloudpickle.dumps(obj, PROTOCOL, buffer_callback=buffer_callback)
 
-    return Target("cloudpickle", dumps, _pickle_loads, cloudpickle.__version__, "pickle")
+    return Target("cloudpickle", dumps, _pickle_loads, cloudpickle.__version__, "pickle",
+                  loads_via="pickle.loads (cloudpickle's reconstructors)")
 
 
 def _dill_target() -> Target:
@@ -96,7 +183,8 @@ def _dill_target() -> Target:
     def loads(data: bytes, buffers: Any = None) -> Any:
         return dill.loads(data, buffers=buffers)
 
-    return Target("dill", dumps, loads, dill.__version__, "dill", note="recurse=True")
+    return Target("dill", dumps, loads, dill.__version__, "dill", note="recurse=True",
+                  loads_via="dill.loads")
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,7 +255,8 @@ def floor_loads(data: bytes, buffers: Any = None) -> Any:
 
 def _floor_target() -> Target:
     return Target("marshal-floor", floor_dumps, floor_loads, "", "floor", functions_only=True,
-                  note="marshal.dumps(code) + pickle of the globals and cells it reads")
+                  note="marshal.dumps(code) + pickle of the globals and cells it reads",
+                  loads_via="pickle.loads of the parts, marshal.loads of each code object")
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,7 +273,8 @@ def resolve_targets(names: Optional[List[str]] = None) -> Tuple[List[Target], Di
                          f"{', '.join(TARGET_NAMES)}")
     found, missing = _fastfnpickle_targets()
     found.append(Target("pickle", _stdlib_dumps, _pickle_loads,
-                        f"protocol {PROTOCOL}", "pickle", may_fail=True))
+                        f"protocol {PROTOCOL}", "pickle", may_fail=True,
+                        loads_via="pickle.loads"))
     for name, make in (("cloudpickle", _cloudpickle_target), ("dill", _dill_target)):
         if name in wanted:
             try:
@@ -205,4 +295,12 @@ def loads_for(loader: str) -> Callable[[bytes, Any], Any]:
         return _dill_target().loads
     if loader == "floor":
         return floor_loads
+    if loader == "fastfnpickle-cython":
+        from .. import _load
+
+        return _bound_loads(load_twin_binding(_load))
+    if loader == "fastfnpickle-python":
+        from .. import _load_py
+
+        return _bound_loads(load_twin_binding(_load_py))
     raise ValueError(f"unknown loader {loader!r}")

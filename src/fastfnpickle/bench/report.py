@@ -40,18 +40,25 @@ def format_size(row: Dict[str, Any]) -> str:
 
 
 def _cells(row: Dict[str, Any], op: str) -> List[str]:
-    """time, vs cloudpickle, vs pickle, size, note."""
+    """time, vs cloudpickle, vs pickle, vs floor, size, size / cloudpickle's, note."""
     status = row["status"]
     if status != "ok":
         label = "n/a" if status == "n/a" else "FAILED"
         note = row["note"] if op == "dumps" else ""
-        return [label, "", "", "", note]
+        return [label, "", "", "", "", "", note]
     timing = row.get(op)
     if timing is None:
-        return ["-", "", "", "", ""]
+        return ["-", "", "", "", "", "", ""]
+    dumps = op == "dumps"
     return [format_time(timing["median_s"]), format_ratio(timing.get("ratio_cloudpickle")),
-            format_ratio(timing.get("ratio_pickle")), format_size(row) if op == "dumps" else "",
-            ""]
+            format_ratio(timing.get("ratio_pickle")), _floor_ratio(timing),
+            format_size(row) if dumps else "",
+            format_ratio(row.get("size_ratio_cloudpickle")) if dumps else "", ""]
+
+
+def _floor_ratio(timing: Dict[str, Any]) -> str:
+    ratio = timing.get("ratio_floor")
+    return "" if ratio is None else format_ratio(ratio)
 
 
 def _rows_by_workload(result: Dict[str, Any]) -> List[tuple]:
@@ -69,30 +76,38 @@ def _header(result: Dict[str, Any]) -> List[str]:
         f"Python {meta['python']} on {meta['platform']} ({meta['cpus']} cpus); {versions}",
         f"{meta['repeats']} rounds, median per op; samples >= {meta['min_sample_s']}s; "
         f"scale {meta['scale']}; protocol {meta['protocol']}. "
-        "Ratios: time / baseline time (below 1 is faster). Size: bytes of one pickle.",
+        "Ratios: time / baseline time (below 1 is faster); vs floor: time / marshal-floor "
+        "time. Size: bytes of one pickle; size/cp: size / cloudpickle's size.",
     ]
     for t in result["targets"]:
         if not t["available"]:
             lines.append(f"{t['name']}: skipped ({t['note']})")
+    for t in result["targets"]:
+        if t["available"] and t.get("loads_via"):
+            lines.append(f"{t['name']} loads with {t['loads_via']}")
     return lines
 
 
+_HEAD = ["op", "target", "time/op", "vs cloudpickle", "vs pickle", "vs floor", "size",
+         "size/cp"]
+
+
 def format_table(result: Dict[str, Any]) -> str:
-    """The results as a plain-text table."""
-    widths = [6, 21, 10, 15, 10, 18]
-    head = ["op", "target", "time/op", "vs cloudpickle", "vs pickle", "size"]
+    """The results as a plain-text table, then the function workloads against the floor."""
+    widths = [6, 21, 10, 14, 9, 8, 18, 7]
+    n = len(widths)
 
     def line(cells: List[str]) -> str:
         parts = [cells[0].ljust(widths[0]), cells[1].ljust(widths[1])]
-        parts += [c.rjust(w) for c, w in zip(cells[2:6], widths[2:])]
+        parts += [c.rjust(w) for c, w in zip(cells[2:n], widths[2:], strict=True)]
         text = "  ".join(parts)
-        if len(cells) > 6 and cells[6]:
-            text += "  " + cells[6]
+        if len(cells) > n and cells[n]:
+            text += "  " + cells[n]
         return text.rstrip()
 
     out = _header(result) + [""]
     rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
-    out.append(line(head))
+    out.append(line(_HEAD))
     out.append(rule)
     for w, rows in _rows_by_workload(result):
         if w.get("skipped"):
@@ -107,28 +122,67 @@ def format_table(result: Dict[str, Any]) -> str:
                     continue
                 out.append(line([op, row["target"]] + _cells(row, op)))
         out.append(rule)
+    summary = floor_summary(result)
+    if summary:
+        head = ["workload", "target", "dumps/floor", "loads/floor", "size", "cloudpickle",
+                "size/cp"]
+        sw = [max(len(head[i]), *(len(r[i]) for r in summary)) for i in range(len(head))]
+        out += ["", "Function workloads against the marshal floor and cloudpickle's size:", ""]
+        out.append("  ".join(h.ljust(w) if i < 2 else h.rjust(w)
+                             for i, (h, w) in enumerate(zip(head, sw, strict=True))))
+        for r in summary:
+            out.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w)
+                                 for i, (c, w) in enumerate(zip(r, sw, strict=True))).rstrip())
     return "\n".join(out)
+
+
+def floor_summary(result: Dict[str, Any]) -> List[List[str]]:
+    """Per function workload and fastfnpickle target: dumps/floor, loads/floor, its size,
+    cloudpickle's size and their ratio (issue 14's targets, read off one run)."""
+    out = []
+    for w, rows in _rows_by_workload(result):
+        if w.get("skipped") or w.get("family") != "functions":
+            continue
+        by_target = {r["target"]: r for r in rows}
+        cp = by_target.get("cloudpickle") or {}
+        cp_size = format_size(cp) if cp.get("status") == "ok" else "n/a"
+        for row in rows:
+            if not row["target"].startswith("fastfnpickle") or row["status"] != "ok":
+                continue
+            out.append([w["name"], row["target"],
+                        format_ratio((row.get("dumps") or {}).get("ratio_floor")),
+                        format_ratio((row.get("loads") or {}).get("ratio_floor")),
+                        format_size(row), cp_size,
+                        format_ratio(row.get("size_ratio_cloudpickle"))])
+    return out
 
 
 def format_markdown(result: Dict[str, Any]) -> str:
     """The results as a Markdown table (for an issue or RESULTS.md)."""
     out = [line for line in _header(result)]
     out = ["- " + line for line in out] + [""]
-    out.append("| workload | op | target | time/op | vs cloudpickle | vs pickle | size (B) |")
-    out.append("|---|---|---|---:|---:|---:|---:|")
+    out.append("| workload | op | target | time/op | vs cloudpickle | vs pickle | vs floor | "
+               "size (B) | size/cp |")
+    out.append("|---|---|---|---:|---:|---:|---:|---:|---:|")
     for w, rows in _rows_by_workload(result):
         if w.get("skipped"):
-            out.append(f"| {w['name']} | | | skipped: {w['skipped']} | | | |")
+            out.append(f"| {w['name']} | | | skipped: {w['skipped']} | | | | | |")
             continue
         for op in _OPS:
             for row in rows:
                 if row["status"] != "ok" and op == "loads":
                     continue
-                time_, vs_cp, vs_p, size, note = _cells(row, op)
+                time_, vs_cp, vs_p, vs_floor, size, size_cp, note = _cells(row, op)
                 if note:
                     time_ = f"{time_} ({note.replace('|', '/')})"
                 out.append(f"| {w['name']} | {op} | {row['target']} | {time_} | {vs_cp} | "
-                           f"{vs_p} | {size} |")
+                           f"{vs_p} | {vs_floor} | {size} | {size_cp} |")
+    summary = floor_summary(result)
+    if summary:
+        out += ["", "| workload | target | dumps / floor | loads / floor | size (B) | "
+                    "cloudpickle (B) | size / cloudpickle |",
+                "|---|---|---:|---:|---:|---:|---:|"]
+        out += ["| " + " | ".join(r) + " |" for r in summary]
     return "\n".join(out)
 
 
@@ -152,7 +206,7 @@ def plot(result: Dict[str, Any], path: str) -> None:
                if t["available"] and t["name"] != "cloudpickle"]
     fig, axes = plt.subplots(2, 1, figsize=(max(8.0, 0.9 * len(names) + 3), 9), sharex=True)
     width = 0.8 / max(1, len(targets))
-    for ax, op in zip(axes, _OPS):
+    for ax, op in zip(axes, _OPS, strict=True):
         for k, target in enumerate(targets):
             xs, ys = [], []
             for i, name in enumerate(names):

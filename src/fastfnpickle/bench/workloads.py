@@ -74,15 +74,20 @@ def dynamic_module(source: str, label: str) -> types.ModuleType:
 _renewals = itertools.count(1)
 
 
-def fresh_function(func: Any) -> Any:
+def _renewed(code: Any) -> Any:
+    return code.replace(co_firstlineno=code.co_firstlineno + next(_renewals) % 100_000)
+
+
+def fresh_function(func: Any, code: Any = None) -> Any:
     """A copy of ``func`` with a new code object, cold for every code-keyed cache.
 
     The copy's first line number differs, because code objects compare (and hash) by value and
     a cache may be keyed by equality (cloudpickle's is). Only the function itself is renewed;
-    functions it reaches through its globals stay as they are.
+    functions it reaches through its globals stay as they are. ``code``: use this (renewed)
+    code object instead of making one.
     """
-    code = func.__code__
-    code = code.replace(co_firstlineno=code.co_firstlineno + next(_renewals) % 100_000)
+    if code is None:
+        code = _renewed(func.__code__)
     copy = types.FunctionType(code, func.__globals__, func.__name__,
                               func.__defaults__, func.__closure__)
     copy.__qualname__ = func.__qualname__
@@ -94,8 +99,15 @@ def fresh_function(func: Any) -> Any:
 
 
 def fresh_functions(funcs: List[Any]) -> List[Any]:
-    """:func:`fresh_function` of each."""
-    return [fresh_function(f) for f in funcs]
+    """:func:`fresh_function` of each; functions that shared a code object share its renewal."""
+    renewed: Dict[int, Any] = {}
+    out = []
+    for f in funcs:
+        code = renewed.get(id(f.__code__))
+        if code is None:
+            code = renewed[id(f.__code__)] = _renewed(f.__code__)
+        out.append(fresh_function(f, code))
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,6 +216,74 @@ def _check_closures(fs: Any, scale: float) -> None:
     for f in fs[:50]:
         codes.add(id(f.__code__))
     assert len(codes) == min(n, 50)
+
+
+_LAMBDAS = 10_000
+
+# Generated tasks: each lambda its own source text (its own code object, constants and line),
+# in a handful of shapes, the way code generated per task looks.
+_LAMBDA_SHAPES: Tuple[Tuple[str, Callable[[int, int, int], int]], ...] = (
+    ("x * {a} + {b}", lambda x, a, b: x * a + b),
+    ("(x + {a}) * {b}", lambda x, a, b: (x + a) * b),
+    ("x - {a} * {b}", lambda x, a, b: x - a * b),
+    ("abs(x - {a}) + {b}", lambda x, a, b: abs(x - a) + b),
+    ("max(x, {a}) - min(x, {b})", lambda x, a, b: max(x, a) - min(x, b)),
+)
+
+
+def _lambda_args(i: int) -> Tuple[str, Callable[[int, int, int], int], int, int]:
+    text, func = _LAMBDA_SHAPES[i % len(_LAMBDA_SHAPES)]
+    return text, func, i, i % 7 + 1
+
+
+def _lambda_list_source(n: int) -> str:
+    parts = ["_made = []\n"]
+    for i in range(n):
+        text, _, a, b = _lambda_args(i)
+        parts.append(f"_made.append(lambda x: {text.format(a=a, b=b)})\n")
+    return "".join(parts)
+
+
+def _build_lambdas(scale: float) -> Any:
+    module = dynamic_module(_lambda_list_source(scaled(_LAMBDAS, scale)), "lambdas")
+    made = module._made
+    del module._made
+    return made
+
+
+def _check_lambdas(fs: Any, scale: float) -> None:
+    n = scaled(_LAMBDAS, scale)
+    assert isinstance(fs, list) and len(fs) == n, len(fs)
+    for i in sorted({0, 1, 2, 3, 4, n // 2, n - 1}):
+        if 0 <= i < n:
+            _, func, a, b = _lambda_args(i)
+            assert fs[i](3) == func(3, a, b), (i, fs[i](3))
+    assert len({id(f.__code__) for f in fs[:50]}) == min(n, 50)
+
+
+_FACTORY_SRC = '''
+def make_task(k, bias):
+    def task(x):
+        return x * k + bias
+    return task
+
+_made = [make_task(i, i % 11) for i in range(_N)]
+'''
+
+
+def _build_factory_closures(scale: float) -> Any:
+    src = _FACTORY_SRC.replace("_N", str(scaled(_CLOSURES, scale)))
+    module = dynamic_module(src, "factory")
+    made = module._made
+    del module._made
+    return made
+
+
+def _check_factory_closures(fs: Any, scale: float) -> None:
+    n = scaled(_CLOSURES, scale)
+    assert isinstance(fs, list) and len(fs) == n, len(fs)
+    for i in sorted({0, 1, n // 2, n - 1}):
+        assert fs[i](3) == 3 * i + i % 11, (i, fs[i](3))
 
 
 _SAME_CALLS = 10_000
@@ -390,8 +470,9 @@ def _build_instances(scale: float) -> List[Any]:
     return [sample(i, i * 0.5, f"s{i}", ("a", i % 3)) for i in range(scaled(_INSTANCES, scale))]
 
 
-def _check_one_instance(i: int, obj: Any) -> None:
-    assert dataclasses.is_dataclass(obj) and type(obj).__name__ == "Sample"
+def _check_one_instance(i: int, loaded: Any) -> None:
+    assert dataclasses.is_dataclass(loaded) and type(loaded).__name__ == "Sample"
+    obj: Any = loaded  # is_dataclass narrows to a type without the fields
     assert (obj.ident, obj.value, obj.label, obj.tags) == (i, i * 0.5, f"s{i}", ("a", i % 3))
     assert obj.scaled(2) == i * 1.0
 
@@ -463,6 +544,13 @@ WORKLOADS: Dict[str, Workload] = {w.name: w for w in [
     Workload("closures-10k", "functions",
              "10,000 distinct closures/lambdas (distinct code objects) in one list",
              _build_closures, _check_closures, functions=True, fresh=fresh_functions),
+    Workload("lambdas-10k", "functions",
+             "10,000 distinct exec'd lambdas (generated source, one per task) in one list",
+             _build_lambdas, _check_lambdas, functions=True, fresh=fresh_functions),
+    Workload("factory-closures-10k", "functions",
+             "10,000 closures from one factory (one shared code object) in one list",
+             _build_factory_closures, _check_factory_closures, functions=True,
+             fresh=fresh_functions),
     Workload("same-fn-10k-calls", "functions",
              "the same function pickled in 10,000 separate dumps calls",
              _build_same_fn, _check_same_fn, per_call=True, functions=True),

@@ -12,6 +12,7 @@ the pytest-benchmark suites in ``bench/``.
 """
 
 import argparse
+import contextlib
 import cProfile
 import fnmatch
 import gc
@@ -29,16 +30,18 @@ import traceback
 import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from ._bench_targets import TARGET_NAMES, Target, loads_for, resolve_targets
-from ._bench_workloads import FAMILIES, WORKLOADS, Workload, user_workload
-from . import _bench_report as report
+from . import report
+from .targets import TARGET_NAMES, Target, loads_for, resolve_targets
+from .workloads import FAMILIES, WORKLOADS, Workload, user_workload
 
 __all__ = [
     "Case", "FAMILIES", "TARGET_NAMES", "Target", "WORKLOADS", "Workload", "main",
     "prepare_case", "resolve_targets", "sample_indices", "time_each", "time_op",
 ]
 
-BASELINES = ("cloudpickle", "pickle")
+# Each timing gets its ratio to these targets' median, under these keys.
+BASELINES = {"cloudpickle": "ratio_cloudpickle", "pickle": "ratio_pickle",
+             "marshal-floor": "ratio_floor"}
 
 
 def sample_indices(n: int) -> List[int]:
@@ -113,14 +116,20 @@ class Case:
         return sample
 
     def loads_sampler(self) -> Callable[[int], float]:
-        """``sample(number)``: seconds per loads op over ``number`` ops."""
+        """``sample(number)``: seconds per loads op over ``number`` ops, run on the target's
+        own load implementation (its binding is entered outside the clock)."""
         op = self.loads_op()
-        return lambda number: time_op(op, number)
+        loading = self.target.loading
+
+        def sample(number: int) -> float:
+            with loading():
+                return time_op(op, number)
+        return sample
 
     def loads_op(self) -> Callable[[], None]:
         """Load the workload's pickles once."""
         loads = self.target.loads
-        pairs = [(p, b or None) for p, b in zip(self.pickles, self.buffers)]
+        pairs = [(p, b or None) for p, b in zip(self.pickles, self.buffers, strict=True)]
         if len(pairs) == 1:
             data, buffers = pairs[0]
 
@@ -164,7 +173,8 @@ def prepare_case(workload: Workload, target: Target, obj: Any, scale: float) -> 
         case.fail("n/a" if target.may_fail else "error", _one_line(exc))
         return case
     try:
-        check_loaded(workload, target.loads, case.pickles, case.buffers, scale)
+        with target.loading():
+            check_loaded(workload, target.loads, case.pickles, case.buffers, scale)
     except Exception as exc:
         case.fail("error", "loaded wrong: " + _one_line(exc))
     return case
@@ -179,7 +189,7 @@ def check_loaded(workload: Workload, loads: Callable[[bytes, Any], Any], pickles
             indices = sample_indices(len(pickles))
             pairs = [(i, pickles[i], buffers[i]) for i in indices]
         else:
-            pairs = list(zip(indices, pickles, buffers))
+            pairs = list(zip(indices, pickles, buffers, strict=True))
         loaded = {i: loads(p, list(b) or None) for i, p, b in pairs}
         if workload.check is not None:
             workload.check(loaded, scale)
@@ -210,7 +220,7 @@ def _verify_in_subprocess(cases: List[Case], progress: "Progress") -> None:
     progress.say(f"checking {len(jobs)} pickles in a fresh interpreter")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    code = "from fastfnpickle.benchmark import _verify_child; _verify_child()"
+    code = "from fastfnpickle.bench.runner import _verify_child; _verify_child()"
     try:
         proc = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(jobs, 5),
                               capture_output=True, env=env, timeout=600)
@@ -319,7 +329,9 @@ def _time_workload(cases: List[Case], repeats: int, min_time: float,
     for case in runnable:
         # Calibrated on the warm op: a cold sample only lasts longer.
         ops.append((case, "dumps", case.dumps_sampler(), _calibrate(case.dumps_op(), min_time)))
-        ops.append((case, "loads", case.loads_sampler(), _calibrate(case.loads_op(), min_time)))
+        with case.target.loading():
+            loads_number = _calibrate(case.loads_op(), min_time)
+        ops.append((case, "loads", case.loads_sampler(), loads_number))
     samples: Dict[Tuple[str, str], List[float]] = {(c.target.name, k): [] for c, k, _, _ in ops}
     for rnd in range(repeats):
         progress.say(f"{label}: round {rnd + 1}/{repeats}", inline=True)
@@ -366,7 +378,7 @@ def _run(workloads: List[Workload], targets: List[Target], missing: Dict[str, st
         built.append((workload, cases))
     if verify:
         _verify_in_subprocess([c for _, cases in built for c in cases], progress)
-    timings: Dict[Tuple[str, str], Dict[Tuple[str, str], Dict[str, Any]]] = {}
+    timings: Dict[Tuple[str, str, str], Dict[str, Any]] = {}
     for i, (workload, cases) in enumerate(built):
         label = f"[{i + 1}/{len(built)}] {workload.name}"
         started = time.monotonic()
@@ -374,7 +386,7 @@ def _run(workloads: List[Workload], targets: List[Target], missing: Dict[str, st
             timed = _time_workload(cases, repeats, min_time, progress, label)
         progress.say(f"{label}: timed in {time.monotonic() - started:.1f}s")
         for key, value in timed.items():
-            timings[(workload.name, key[0], key[1])] = value  # type: ignore[index]
+            timings[(workload.name, key[0], key[1])] = value
         for case in cases:
             case.obj = None  # let the workload's memory go before the next one
     results = []
@@ -386,15 +398,17 @@ def _run(workloads: List[Workload], targets: List[Target], missing: Dict[str, st
                 "oob_bytes": case.oob_bytes if case.status == "ok" else None,
             }
             for kind in ("dumps", "loads"):
-                row[kind] = timings.get((workload.name, case.target.name, kind))  # type: ignore[arg-type]
+                row[kind] = timings.get((workload.name, case.target.name, kind))
             results.append(row)
         _add_ratios(results, workload.name)
     return {
         "schema": 1,
         "meta": _meta(targets, repeats, min_time, scale, command),
-        "targets": [{"name": t.name, "available": True, "version": t.version, "note": t.note}
+        "targets": [{"name": t.name, "available": True, "version": t.version, "note": t.note,
+                     "loads_via": t.loads_via}
                     for t in targets]
-                   + [{"name": n, "available": False, "version": None, "note": why}
+                   + [{"name": n, "available": False, "version": None, "note": why,
+                       "loads_via": None}
                       for n, why in missing.items()],
         "workloads": [{"name": w.name, "family": w.family, "description": w.description,
                        "calls": cases[0].calls if cases else 1,
@@ -411,18 +425,25 @@ def _add_ratios(results: List[Dict[str, Any]], workload: str) -> None:
     rows = [r for r in results if r["workload"] == workload]
     by_target = {r["target"]: r for r in rows}
     for kind in ("dumps", "loads"):
-        for base in BASELINES:
+        for base, key in BASELINES.items():
             ref = by_target.get(base, {}).get(kind)
             for row in rows:
                 timing = row.get(kind)
                 if timing is not None:
-                    timing[f"ratio_{base}"] = (timing["median_s"] / ref["median_s"]
-                                               if ref is not None and ref["median_s"] else None)
+                    timing[key] = (timing["median_s"] / ref["median_s"]
+                                   if ref is not None and ref["median_s"] else None)
+    cp = by_target.get("cloudpickle", {})
+    cp_size = (cp.get("size") or 0) + (cp.get("oob_bytes") or 0)
+    for row in rows:
+        size = row.get("size")
+        row["size_ratio_cloudpickle"] = (
+            (size + (row.get("oob_bytes") or 0)) / cp_size
+            if size is not None and cp.get("status") == "ok" and cp_size else None)
 
 
 def _meta(targets: List[Target], repeats: int, min_time: float, scale: float,
           command: str) -> Dict[str, Any]:
-    from . import IMPLEMENTATION, __version__
+    from .. import IMPLEMENTATION, __version__
 
     versions = {t.name: t.version for t in targets}
     try:
@@ -466,25 +487,33 @@ def profile(workloads: List[Workload], target: Target, scale: float, seconds: fl
                 out.write(f"\n== {workload.name}: {case.status} ({case.note})\n")
                 continue
             for kind, op in (("dumps", case.dumps_op()), ("loads", case.loads_op())):
-                number = _calibrate(op, seconds)
-                fresh = workload.fresh if kind == "dumps" and not workload.per_call else None
-                if fresh is not None:  # cold: a fresh copy per op, made outside the profile
-                    pool = [fresh(case.obj) for _ in range(number)]
-                    dumps = target.dumps
-                    callback = _discard if workload.out_of_band else None
+                loading = target.loading() if kind == "loads" else contextlib.nullcontext()
+                with loading:
+                    _profile_op(workload, target, case, kind, op, seconds, top, out)
 
-                    def op() -> None:
-                        dumps(pool.pop(), callback)
-                prof = cProfile.Profile()
-                prof.enable()
-                for _ in range(number):
-                    op()
-                prof.disable()
-                text = io.StringIO()
-                stats = pstats.Stats(prof, stream=text)
-                stats.sort_stats("tottime").print_stats(top)
-                out.write(f"\n== {workload.name} {kind} x{number} with {target.name}\n")
-                out.write(text.getvalue())
+
+def _profile_op(workload: Workload, target: Target, case: Case, kind: str,
+                op: Callable[[], None], seconds: float, top: int, out: Any) -> None:
+    """Profile one operation of one prepared case and print its top list."""
+    number = _calibrate(op, seconds)
+    fresh = workload.fresh if kind == "dumps" and not workload.per_call else None
+    if fresh is not None:  # cold: a fresh copy per op, made outside the profile
+        pool = [fresh(case.obj) for _ in range(number)]
+        dumps = target.dumps
+        callback = _discard if workload.out_of_band else None
+
+        def op() -> None:
+            dumps(pool.pop(), callback)
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(number):
+        op()
+    prof.disable()
+    text = io.StringIO()
+    stats = pstats.Stats(prof, stream=text)
+    stats.sort_stats("tottime").print_stats(top)
+    out.write(f"\n== {workload.name} {kind} x{number} with {target.name}\n")
+    out.write(text.getvalue())
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,228 @@
+"""Class and TypeVar identity on both sides of a pickle, and the class reconstructors.
+
+Load side: pickles call :func:`make_class` and :func:`make_typevar` (through ``_rebuild``), and
+nothing here imports the dump side. The dump side asks :func:`known_id` / :func:`assign_id`.
+
+The identity contract (README, "Classes by value"):
+
+- A class pickled by value carries an id that is fixed for the class object's life: the dump
+  side derives it once from the class's complete pickled state and never recomputes it.
+- A process that holds a class under an id hands that same class out again for it. A class this
+  process *loaded* also takes the incoming state (methods, attributes) of every later pickle of
+  that id, so objects already living here see the producer's updates; a class that *originated*
+  here is never overwritten by a pickle of itself (it is the newest version by definition).
+"""
+
+import functools
+import threading
+import types
+import typing
+import weakref
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from ._names import intern_keys, interned_names
+
+_LOCK = threading.RLock()
+
+# Keyed by id() with a weak reference beside: classes whose metaclass defines __eq__ may be
+# unhashable, so they cannot be keys of a WeakKeyDictionary or members of a WeakSet.
+_ID_BY_CLASS: Dict[int, Tuple[Any, str]] = {}
+_CLASS_BY_ID: "weakref.WeakValueDictionary[str, type]" = weakref.WeakValueDictionary()
+# Classes made here by make_class: id(cls) -> weak reference. Only these take incoming state.
+_LOADED: Dict[int, Any] = {}
+
+
+def _forget(key: int, ref: Any) -> None:
+    with _LOCK:
+        entry = _ID_BY_CLASS.get(key)
+        if entry is not None and entry[0] is ref:
+            del _ID_BY_CLASS[key]
+        if _LOADED.get(key) is ref:
+            del _LOADED[key]
+
+
+def _remember(cls: type, cid: str, loaded: bool) -> None:
+    key = id(cls)
+    ref = weakref.ref(cls, functools.partial(_forget, key))
+    _ID_BY_CLASS[key] = (ref, cid)
+    _CLASS_BY_ID[cid] = cls
+    if loaded:
+        _LOADED[key] = ref
+
+
+def known_id(cls: type) -> Optional[str]:
+    """The id ``cls`` already has in this process (assigned here or loaded), or None."""
+    entry = _ID_BY_CLASS.get(id(cls))
+    return entry[1] if entry is not None and entry[0]() is cls else None
+
+
+def assign_id(cls: type, digest: str) -> str:
+    """Give ``cls`` its id for life: ``digest`` plus the first free ``-N`` suffix.
+
+    The suffix keeps two live class objects of identical content apart (a factory making equal
+    classes); a class that already has an id keeps it.
+    """
+    with _LOCK:
+        cid = known_id(cls)
+        if cid is not None:
+            return cid
+        n = 0
+        while True:
+            cid = f"{digest}-{n}"
+            if _CLASS_BY_ID.get(cid) is None:
+                break
+            n += 1
+        _remember(cls, cid, loaded=False)
+        return cid
+
+
+def _is_loaded(cls: type) -> bool:
+    ref = _LOADED.get(id(cls))
+    return ref is not None and ref() is cls
+
+
+# --------------------------------------------------------------------------------------------
+# Reconstructors
+
+def make_class(a: Any, b: Any, bases: Any = None, skeleton: Any = None,
+               cid: Any = None) -> type:
+    """Make a class, or fill one in.
+
+    ``make_class(metaclass, name, bases, skeleton, cid)`` gives the class with id ``cid``: the
+    one already in this process, else a new skeleton (``metaclass`` None means ``type``);
+    ``make_class(cls, state)`` is its state setter (:func:`set_class_state`). One callable
+    serves both so a pickle names one global per class.
+    """
+    if cid is None:
+        return set_class_state(a, b)
+    return _make_class(type if a is None else a, b, bases, skeleton, cid)
+
+
+def _make_class(metaclass: type, name: str, bases: tuple, skeleton: Dict[str, Any],
+                cid: str) -> type:
+    with _LOCK:
+        existing = _CLASS_BY_ID.get(cid)
+        if existing is not None:
+            return existing
+
+        def body(ns: Dict[str, Any]) -> None:
+            for key, value in skeleton.items():  # item by item: enum namespaces hook __setitem__
+                ns[key] = value
+
+        cls = None
+        if metaclass is type and _has_subclass_hook(bases):
+            cls = _without_subclass_hook(name, bases, skeleton)
+        if cls is None:
+            try:
+                cls = types.new_class(name, bases, {"metaclass": metaclass}, body)
+            except TypeError:
+                # Metaclasses that refuse their own classes' bases (TypedDict's) are bypassed.
+                cls = type.__new__(metaclass, name, bases, dict(skeleton))
+        _remember(cls, cid, loaded=True)
+        return cls
+
+
+def _has_subclass_hook(bases: tuple) -> bool:
+    for base in bases:
+        for klass in base.__mro__:
+            if klass is not object and "__init_subclass__" in klass.__dict__:
+                return True
+    return False
+
+
+class _HookFree:
+    """A plain base with object's ``__init_subclass__``, to be swapped for the real bases."""
+
+
+def _without_subclass_hook(name: str, bases: tuple, skeleton: Dict[str, Any]) -> Optional[type]:
+    """Rebuild a class without re-running its bases' ``__init_subclass__``.
+
+    The hook already ran when the class was defined, with keywords that are not recorded
+    anywhere, and what it did to the class is in the pickled state. Made on a hook-free base
+    and then rebased; None when the bases' layout does not allow that.
+    """
+    cls = type(name, (_HookFree,), dict(skeleton))
+    try:
+        cls.__bases__ = bases
+    except TypeError:
+        return None
+    return cls
+
+
+def set_class_state(cls: type, state: tuple) -> type:
+    """Attach methods and attributes to a class made or found by :func:`make_class`.
+
+    A class this process loaded takes the state (the first time and on every update); a class
+    that originated here is left as it is.
+    """
+    attrs, registry = state
+    # Under the lock: another thread loading the same class got it from the registry and must
+    # not see it half-updated from its own loads().
+    with _LOCK:
+        if not _is_loaded(cls):
+            return cls
+        try:
+            for key, value in attrs.items():
+                if type(value) is dict:
+                    intern_keys(value)
+                elif type(value) is tuple:
+                    value = interned_names(value)
+                setattr(cls, key, value)
+                set_name = getattr(type(value), "__set_name__", None)
+                if set_name is not None:
+                    set_name(value, cls, key)
+            if registry:
+                for sub in registry:
+                    cls.register(sub)  # type: ignore[attr-defined]
+        except BaseException:
+            # A half-built class must not be handed out again under its id.
+            cid = known_id(cls)
+            if cid is not None and _CLASS_BY_ID.get(cid) is cls:
+                del _CLASS_BY_ID[cid]
+            raise
+    return cls
+
+
+# --------------------------------------------------------------------------------------------
+# TypeVar, ParamSpec, TypeVarTuple: one object per id in a process
+
+_TYPEVAR_BY_ID: Dict[str, Any] = {}
+_ID_BY_TYPEVAR: Dict[int, Tuple[Any, str]] = {}
+
+
+def typevar_id(tv: Any) -> str:
+    """The id of a TypeVar-like object pickled by value (its name plus a per-process count)."""
+    with _LOCK:
+        entry = _ID_BY_TYPEVAR.get(id(tv))
+        if entry is not None and entry[0] is tv:
+            return entry[1]
+        base = f"{tv.__module__}.{tv.__name__}:{type(tv).__name__}"
+        n = 0
+        while f"{base}-{n}" in _TYPEVAR_BY_ID:
+            n += 1
+        tid = f"{base}-{n}"
+        _TYPEVAR_BY_ID[tid] = tv
+        _ID_BY_TYPEVAR[id(tv)] = (tv, tid)
+        return tid
+
+
+def make_typevar(kind: Any, name: str, bound: Any, constraints: tuple, covariant: bool,
+                 contravariant: bool, infer_variance: bool, tid: str) -> Any:
+    """The TypeVar (or ParamSpec, TypeVarTuple) with id ``tid``, made once per process."""
+    with _LOCK:
+        existing = _TYPEVAR_BY_ID.get(tid)
+        if existing is not None:
+            return existing
+        kwargs: Dict[str, Any] = {}
+        if kind is typing.TypeVar or getattr(kind, "__name__", "") == "ParamSpec":
+            kwargs = {"bound": bound, "covariant": covariant, "contravariant": contravariant}
+            if infer_variance:
+                kwargs["infer_variance"] = True
+        args = tuple(constraints) if kind is typing.TypeVar else ()
+        tv = kind(name, *args, **kwargs)
+        _TYPEVAR_BY_ID[tid] = tv
+        _ID_BY_TYPEVAR[id(tv)] = (tv, tid)
+        return tv
+
+
+RECONSTRUCTORS: Tuple[Callable[..., Any], ...] = (make_class, make_typevar)
