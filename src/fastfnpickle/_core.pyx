@@ -31,6 +31,7 @@ cdef extern from "Python.h":
     ctypedef struct _CodeStruct "PyCodeObject":
         PyObject* co_consts
         PyObject* co_filename
+    PyTypeObject* _type_of "Py_TYPE"(PyObject* o)
 
 cdef extern from "marshal.h":
     bytes PyMarshal_WriteObjectToString(object value, int version)
@@ -350,7 +351,7 @@ cdef list _blank_filenames(PyObject* code, object filename, object blank, list s
         co.co_filename = <PyObject*>blank
     for i in range(PyTuple_GET_SIZE(<object>co.co_consts)):
         c = PyTuple_GET_ITEM(<object>co.co_consts, i)
-        if <object>c.ob_type is _CodeType:
+        if _type_of(c) is <PyTypeObject*>_CodeType:
             _blank_filenames(c, filename, blank, swapped)
     return swapped
 

@@ -10,7 +10,7 @@ import importlib
 import marshal
 import sys
 
-from cpython.object cimport PyObject
+from cpython.object cimport PyObject, PyTypeObject
 from cpython.dict cimport PyDict_GetItem
 from cpython.ref cimport Py_INCREF, Py_DECREF
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
@@ -22,10 +22,22 @@ cdef extern from "marshal.h":
     object PyMarshal_ReadObjectFromString(const char* data, Py_ssize_t len)
 
 cdef extern from "Python.h":
-    # Only the field this module writes; the C compiler finds it by name in every version.
+    # Only the fields this module reads or writes; the C compiler finds them by name.
     ctypedef struct _CodeStruct "PyCodeObject":
         PyObject* co_consts
         PyObject* co_filename
+    Py_ssize_t _refcount "Py_REFCNT"(PyObject* o)
+    PyTypeObject* _type_of "Py_TYPE"(PyObject* o)
+
+cdef extern from *:
+    """
+    #ifdef Py_GIL_DISABLED
+    #define FASTFNPICKLE_GIL_DISABLED 1
+    #else
+    #define FASTFNPICKLE_GIL_DISABLED 0
+    #endif
+    """
+    const int FASTFNPICKLE_GIL_DISABLED
 from pickle import UnpicklingError
 from types import CellType, CodeType, FunctionType
 
@@ -106,7 +118,7 @@ cdef bint _set_filename_in_place(PyObject* code, object filename):
     object again). Only objects nothing else references yet (one reference: the caller's, or
     the enclosing consts tuple's) are written; if any is shared, returns False having changed
     nothing, and the caller falls back to replace."""
-    if code.ob_refcnt != 1 or not _only_fresh_nested(code):
+    if FASTFNPICKLE_GIL_DISABLED or _refcount(code) != 1 or not _only_fresh_nested(code):
         return False
     _write_filename(code, filename)
     return True
@@ -120,7 +132,8 @@ cdef bint _only_fresh_nested(PyObject* code):
         return False
     for i in range(PyTuple_GET_SIZE(<object>consts)):
         c = PyTuple_GET_ITEM(<object>consts, i)
-        if <object>c.ob_type is _CodeType and (c.ob_refcnt != 1 or not _only_fresh_nested(c)):
+        if _type_of(c) is <PyTypeObject*>_CodeType and (_refcount(c) != 1
+                                                    or not _only_fresh_nested(c)):
             return False
     return True
 
@@ -136,7 +149,7 @@ cdef void _write_filename(PyObject* code, object filename):
         Py_DECREF(<object>old)
     for i in range(PyTuple_GET_SIZE(<object>co.co_consts)):
         c = PyTuple_GET_ITEM(<object>co.co_consts, i)
-        if <object>c.ob_type is _CodeType:
+        if _type_of(c) is <PyTypeObject*>_CodeType:
             _write_filename(c, filename)
 
 
