@@ -235,6 +235,15 @@ cdef inline object _name_at(object code, tuple co_names, unsigned int i):
     return co_names[i]
 
 
+cdef object _PENDING = object()  # see the twin
+
+
+cdef object _local_head(object code, object kind, unsigned int arg):
+    if kind is _HEAD_FAST:
+        return (kind, code.co_varnames[arg])
+    return (kind, _deref_name(code, arg))
+
+
 cdef bint _scan_code(object code, list names, list chains, set seen_names,
                      set seen_chains, bint top=True) except -1:
     cdef bytes co = code.co_code
@@ -245,6 +254,8 @@ cdef bint _scan_code(object code, list names, list chains, set seen_names,
     cdef int op
     cdef unsigned int arg, ext = 0
     cdef object head = None
+    cdef object pending_kind = None
+    cdef unsigned int pending_arg = 0
     cdef list attrs = []
     cdef object name
     # Parameters come first among the locals; only the outermost code's have known values.
@@ -261,10 +272,14 @@ cdef bint _scan_code(object code, list names, list chains, set seen_names,
             continue
         if op == _LOAD_ATTR:
             if head is not None:
+                if head is _PENDING:
+                    head = _local_head(code, pending_kind, pending_arg)
                 attrs.append(_name_at(code, co_names, arg >> _LOAD_ATTR_SHIFT))
             continue
         if op == _LOAD_METHOD:
             if head is not None:
+                if head is _PENDING:
+                    head = _local_head(code, pending_kind, pending_arg)
                 attrs.append(_name_at(code, co_names, arg))
             continue
         if head is not None:
@@ -282,15 +297,21 @@ cdef bint _scan_code(object code, list names, list chains, set seen_names,
             name = _name_at(code, co_names, arg)
         elif op == _LOAD_FAST or op == _LOAD_FAST_CHECK or op == _LOAD_FAST_BORROW:
             if arg < nparams:
-                head = (_HEAD_FAST, code.co_varnames[arg])
+                head = _PENDING
+                pending_kind = _HEAD_FAST
+                pending_arg = arg
             continue
         elif op == _LOAD_FAST_LOAD_FAST or op == _LOAD_FAST_BORROW_LOAD_FAST_BORROW:
             if (arg & 15) < nparams:  # the second local is the one an attribute applies to
-                head = (_HEAD_FAST, code.co_varnames[arg & 15])
+                head = _PENDING
+                pending_kind = _HEAD_FAST
+                pending_arg = arg & 15
             continue
         elif (op == _LOAD_DEREF or op == _LOAD_CLASSDEREF
               or op == _LOAD_FROM_DICT_OR_DEREF):
-            head = (_HEAD_DEREF, _deref_name(code, arg))
+            head = _PENDING
+            pending_kind = _HEAD_DEREF
+            pending_arg = arg
             continue
         else:
             continue
