@@ -629,26 +629,25 @@ def build_generics() -> Any:
             "Resource": Resource}
 
 
-if hasattr(typing, "ParamSpec"):
-    def probe_paramspec(o: Any) -> Any:
-        P = o["P"]
-        return (type(P).__name__, P.__name__, o["Deco"](lambda x: x + 1)(1),
-                typing.get_args(o["callable"])[0] is P, o["Deco"].__parameters__[0] is P,
-                o["Deco"].__parameters__[1] is o["R"])
+def probe_paramspec(o: Any) -> Any:
+    P = o["P"]
+    return (type(P).__name__, P.__name__, o["Deco"](lambda x: x + 1)(1),
+            typing.get_args(o["callable"])[0] is P, o["Deco"].__parameters__[0] is P,
+            o["Deco"].__parameters__[1] is o["R"])
 
-    @item(probe_paramspec)
-    def build_paramspec() -> Any:
-        P = typing.ParamSpec("P")
-        R = typing.TypeVar("R")
+@item(probe_paramspec)
+def build_paramspec() -> Any:
+    P = typing.ParamSpec("P")
+    R = typing.TypeVar("R")
 
-        class Deco(typing.Generic[P, R]):
-            def __init__(self, fn: typing.Callable[P, R]) -> None:
-                self.fn = fn
+    class Deco(typing.Generic[P, R]):
+        def __init__(self, fn: typing.Callable[P, R]) -> None:
+            self.fn = fn
 
-            def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-                return self.fn(*args, **kwargs)
+        def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+            return self.fn(*args, **kwargs)
 
-        return {"P": P, "R": R, "Deco": Deco, "callable": typing.Callable[P, int]}
+    return {"P": P, "R": R, "Deco": Deco, "callable": typing.Callable[P, int]}
 
 
 # --------------------------------------------------------------------------------------------
@@ -788,9 +787,7 @@ def build_typing() -> Any:
            "callable2": typing.Callable[[int, str], None], "list": typing.List[int],
            "literal": typing.Literal["a", 1], "dict_local": typing.Dict[str, Local],
            "tuple": typing.Tuple[int, ...], "any": typing.Any, "Local": Local,
-           "builtin_generic": list[int]}
-    if sys.version_info >= (3, 10):
-        out["pipe_union"] = int | str
+           "builtin_generic": list[int], "pipe_union": int | str}
     return out
 
 

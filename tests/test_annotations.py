@@ -3,6 +3,7 @@ function pickled by value when they resolve to classes, modules, typing construc
 objects, so ``typing.get_type_hints()`` works after loading; the rest never fails a pickle."""
 
 import pickle
+import sys
 import typing
 from typing import Any
 
@@ -69,10 +70,11 @@ def test_unpicklable_annotation_names_never_fail_the_pickle(impl: Impl) -> None:
     ns: dict = {"__name__": "ffp_ann_dyn", "LOCK": threading.Lock()}
     exec("from __future__ import annotations\n"
          "def f(x: LOCK[int], y: 'not valid python (') -> dict:\n    return {}\n", ns)
+    ns["f"].__annotations__["z"] = "[" * 100_000 + "]" * 100_000  # too deep for the parser
     loaded = pickle.loads(impl.dumps(ns["f"]))
     assert "LOCK" not in loaded.__globals__ and loaded(1, 2) == {}
-    assert loaded.__annotations__ == {"x": "LOCK[int]", "y": "'not valid python ('",
-                                      "return": "dict"}
+    assert loaded.__annotations__["x"] == "LOCK[int]"
+    assert loaded.__annotations__["y"] == "'not valid python ('"
 
 
 def test_real_annotations_add_nothing(impl: Impl) -> None:
@@ -80,5 +82,8 @@ def test_real_annotations_add_nothing(impl: Impl) -> None:
         return [x]
 
     loaded = pickle.loads(impl.dumps(f))
-    assert set(loaded.__globals__) <= {"__builtins__", "__name__", "__package__"}
+    allowed = {"__builtins__", "__name__", "__package__"}
+    if sys.version_info >= (3, 14):
+        allowed.add("typing")  # read by the __annotate__ that travels instead (PEP 649)
+    assert set(loaded.__globals__) <= allowed
     assert loaded.__annotations__ == {"x": int, "return": typing.List[int]}

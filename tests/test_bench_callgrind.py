@@ -127,7 +127,10 @@ def test_committed_baseline_covers_every_core_workload() -> None:
     data = cg.load_baseline(path)
     entry = data["versions"]["3.11"]["workloads"]
     assert set(entry) == set(cg.CORE_BY_NAME)
+    from fastfnpickle.bench import WORKLOADS
+
     for name, spec in cg.CORE_BY_NAME.items():
+        assert spec.workload in WORKLOADS and WORKLOADS[spec.workload].missing() is None
         assert entry[name]["params"] == spec.params(), name
         assert entry[name]["counts"]["dumps"] > 0 and entry[name]["counts"]["loads"] > 0
 

@@ -3,6 +3,7 @@
 Structure only: no timing is asserted (shared, noisy machines).
 """
 
+import io
 import json
 import os
 import pickle
@@ -287,3 +288,13 @@ def test_library_never_imports_the_harness() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=PYTHON_IMPL.env(), timeout=120)
     assert proc.stdout.strip() == "False", proc.stderr
+
+
+def test_a_reader_that_leaves_early_ends_the_run_quietly(monkeypatch: Any) -> None:
+    # `python -m fastfnpickle bench --list | head -1`: no BrokenPipeError traceback.
+    class ClosedPipe(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert bench.main(["--list"]) == 141

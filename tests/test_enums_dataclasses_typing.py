@@ -5,7 +5,6 @@ import collections
 import dataclasses
 import enum
 import pickle
-import sys
 import typing
 from typing import Any, Callable, Dict, Tuple
 
@@ -228,21 +227,21 @@ FEATURES: Dict[str, Tuple[Callable[[], Any], str]] = {
     "protocol": (build_protocol, CHECK_PROTOCOL),
 }
 
-if sys.version_info >= (3, 10):
-    def build_paramspec() -> Any:
-        P = typing.ParamSpec("P")
-        R = typing.TypeVar("R")
 
-        class Decorator(typing.Generic[P, R]):
-            def __init__(self, fn: typing.Callable[P, R]) -> None:
-                self.fn = fn
+def build_paramspec() -> Any:
+    P = typing.ParamSpec("P")
+    R = typing.TypeVar("R")
 
-            def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-                return self.fn(*args, **kwargs)
+    class Decorator(typing.Generic[P, R]):
+        def __init__(self, fn: typing.Callable[P, R]) -> None:
+            self.fn = fn
 
-        return {"P": P, "R": R, "Decorator": Decorator, "callable": typing.Callable[P, int]}
+        def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+            return self.fn(*args, **kwargs)
 
-    FEATURES["paramspec"] = (build_paramspec, """
+    return {"P": P, "R": R, "Decorator": Decorator, "callable": typing.Callable[P, int]}
+
+FEATURES["paramspec"] = (build_paramspec, """
 import typing
 P, R, Decorator = obj["P"], obj["R"], obj["Decorator"]
 assert type(P) is typing.ParamSpec and P.__name__ == "P"

@@ -12,8 +12,8 @@ import traceback
 from typing import Any, Dict, List
 
 import pytest
-
 from conftest import Impl, run_python
+
 from fastfnpickle import _errors
 from fastfnpickle._format import CODE_TAG
 
@@ -363,7 +363,7 @@ def test_function_from_another_minor_version_names_both(impl: Impl) -> None:
         pickle.loads(data)
     message = str(info.value)
     assert f"Python {other_tag()}" in message and f"Python {CODE_TAG}" in message
-    out = run_python(f"""
+    out = run_python("""
         import pickle, sys
         try:
             pickle.loads(sys.stdin.buffer.read())

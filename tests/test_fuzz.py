@@ -641,25 +641,53 @@ def test_wrong_version_message_names_both_versions(impl: Any) -> None:
     assert "2.7" in out and "%d.%d" % sys.version_info[:2] in out
 
 
+def _with_bytecode(sealed: bytes, opcode_byte: int) -> bytes:
+    """``sealed`` code bytes with every byte of the bytecode set to ``opcode_byte`` (and no
+    names or constants), made by editing the marshal stream.
+
+    The code object itself is never built in this process: on 3.12-3.15 merely reading or
+    marshalling code that holds some of these bytes kills the interpreter (3.14.10 crashes in
+    ``marshal.dumps`` of ``code.replace(co_code=b"\\xff\\xff" * n, ...)``).
+    """
+    import marshal
+
+    code = marshal.loads(unseal(sealed)).replace(co_names=(), co_consts=())
+    raw = code.co_code
+    stream = marshal.dumps(code, 2)
+    assert stream.count(raw) == 1, "bytecode not found exactly once in the marshal stream"
+    return seal(stream.replace(raw, bytes([opcode_byte]) * len(raw)))
+
+
+def _corrupt_bytecode(opcode_byte: int) -> Callable[[tuple], tuple]:
+    def corrupt(rv: tuple) -> tuple:
+        args = [_with_bytecode(a, opcode_byte) if type(a) is bytes else a for a in rv[1]]
+        return (rv[0], tuple(args)) + rv[2:]
+    return corrupt
+
+
 def test_garbage_bytecode_inside_valid_code_loads_without_crash(impl: Any) -> None:
     """A well-formed code object with nonsense bytecode: loading it must not crash.
 
     (Calling it may: bytecode is trusted by the interpreter. That is why untrusted pickles
     must be signed; see the README, "Security and reliability".)
     """
-    import marshal
-
-    def garbage_code(rv: tuple) -> tuple:
-        args = list(rv[1])
-        for i, a in enumerate(args):
-            if type(a) is bytes:
-                code = marshal.loads(unseal(a))
-                bad = code.replace(co_code=bytes([0xFF, 0xFF]) * (len(code.co_code) // 2),
-                                   co_names=(), co_consts=())
-                args[i] = seal(marshal.dumps(bad, 2))
-        return (rv[0], tuple(args)) + rv[2:]
-
-    data = _dumps_with(_corrupting_pickler(impl, garbage_code), lambda x: x + 1)
+    data = _dumps_with(_corrupting_pickler(impl, _corrupt_bytecode(0xFF)), lambda x: x + 1)
     results = _load_each_in_subprocess(impl, [data, data])
     assert len(results) == 2
     assert all(r == "loaded" or r == "UnpicklingError" for r in results), results
+
+
+def test_runtime_only_opcodes_are_refused_on_load(impl: Any) -> None:
+    """Opcodes that exist only inside a running interpreter (instrumentation, JIT entries)
+    crash 3.12-3.15 as soon as the code object is read (``replace()``, ``co_code``,
+    marshal); no marshalled code holds them, so a pickle that does is refused."""
+    from fastfnpickle import _codecheck
+
+    if not _codecheck.FORBIDDEN_OPS:
+        pytest.skip("this Python has no instrumented or executor opcodes (3.10, 3.11)")
+    datas = [
+        _dumps_with(_corrupting_pickler(impl, _corrupt_bytecode(op)), lambda x: x + 1)
+        for op in _codecheck.FORBIDDEN_OPS
+    ]
+    results = _load_each_in_subprocess(impl, datas)
+    assert results == ["UnpicklingError"] * len(datas), results

@@ -52,7 +52,8 @@ LOAD_SIDE = {"fastfnpickle._rebuild", "fastfnpickle._load_py", "fastfnpickle._lo
              "fastfnpickle._reconstruct"}
 DUMP_SIDE = {"fastfnpickle._core", "fastfnpickle._core_py", "fastfnpickle._classes",
              "fastfnpickle._modules", "fastfnpickle._reducers", "fastfnpickle._errors",
-             "fastfnpickle._impl", "fastfnpickle._annotations"}
+             "fastfnpickle._impl", "fastfnpickle._streams", "fastfnpickle._wrappers",
+             "fastfnpickle._annotations", "fastfnpickle._enums"}
 
 
 def test_modules_found() -> None:

@@ -5,7 +5,6 @@ singletons, the ``types`` module's types, and protocol-5 out-of-band buffers."""
 import collections
 import logging
 import pickle
-import sys
 import textwrap
 import types
 import typing
@@ -172,10 +171,8 @@ def build_typing() -> Any:
         "callable": typing.Callable[..., int], "callable2": typing.Callable[[int, str], None],
         "list": typing.List[int], "literal": typing.Literal["a", 1],
         "dict_local": typing.Dict[str, Local], "tuple": typing.Tuple[int, ...],
-        "any": typing.Any, "Local": Local, "builtin_generic": list[int],
+        "any": typing.Any, "Local": Local, "builtin_generic": list[int], "pipe_union": int | str,
     }
-    if sys.version_info >= (3, 10):
-        out["pipe_union"] = int | str
     return out
 
 
@@ -190,8 +187,7 @@ assert obj["tuple"] == typing.Tuple[int, ...] and obj["any"] is typing.Any
 assert obj["dict_local"] == typing.Dict[str, obj["Local"]]
 assert typing.get_args(obj["dict_local"])[1] is obj["Local"]
 assert obj["builtin_generic"] == list[int]
-if sys.version_info >= (3, 10):
-    assert obj["pipe_union"] == (int | str)
+assert obj["pipe_union"] == (int | str)
 """
 
 

@@ -137,9 +137,7 @@ def test_corpus_covers_the_features() -> None:
     expected = {"big", "lambdas", "nested", "closures", "signatures", "generators", "sets",
                 "globals", "submodules", "classes", "slots_instance", "enums", "dataclasses", "records",
                 "generics", "code_and_cells", "modules", "mappings", "loggers", "methods",
-                "descriptors", "typing", "singletons", "main_module"}
-    if sys.version_info >= (3, 10):
-        expected.add("paramspec")
+                "descriptors", "typing", "singletons", "main_module", "paramspec"}
     if sys.version_info >= (3, 12):
         expected.add("type_params")
     if C.numpy is not None:

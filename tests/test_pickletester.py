@@ -234,4 +234,4 @@ def test_pickletester_importable_with_support() -> None:
     from test import support
     assert hasattr(support, "cpython_only")
     assert pickletester.AbstractPickleTests.__module__ == "test.pickletester"
-    assert sys.version_info[:2] >= (3, 9)
+    assert sys.version_info[:2] >= (3, 10)

@@ -169,7 +169,7 @@ def _deep_closures(depth: int) -> Callable[[], Any]:
     return f
 
 
-# Deeper than any recursion limit of 3.9-3.13 (Python- or C-level).
+# Deeper than any recursion limit of 3.10-3.15 (Python- or C-level).
 TOO_DEEP = 50_000
 
 

@@ -66,6 +66,25 @@ def test_original_std_streams_by_reference(impl: Impl) -> None:
     assert out == "ok\n"
 
 
+def test_std_stream_of_another_type_by_reference(impl: Impl) -> None:
+    # As in a notebook, whose sys.stdout is its own stream class, set before user code runs.
+    out = roundtrip(impl, """
+        import functools, io, sys
+
+        class KernelStream(io.TextIOBase):
+            def write(self, text):
+                return len(text)
+
+        sys.stderr = KernelStream()
+        OBJ = (functools.partial(print, file=sys.stderr), lambda: sys.stderr)
+    """, """
+        import sys
+        assert obj[0].keywords["file"] is sys.stderr
+        print(type(obj[1]()).__name__)
+    """)
+    assert out == "TextIOWrapper\n"
+
+
 def _files_source(path: str) -> str:
     return f"""
         import io, os

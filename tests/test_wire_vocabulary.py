@@ -12,33 +12,53 @@ import pickle
 import pickletools
 import types
 import typing
-from typing import Any, Dict, Iterator, List, Set, Tuple
-
-import pytest
+from typing import Any, Dict, Iterator, List, NamedTuple, Set, Tuple
 
 import _parity_corpus as C
+import pytest
 from conftest import Impl
+
 from fastfnpickle import _format, _rebuild
-from fastfnpickle.explain import _KNOWN, explain_bytes, render
 from fastfnpickle._format import REBUILD_PATH, RECONSTRUCTORS, STATE_FIELDS
+from fastfnpickle.explain import _KNOWN, _SETTERS, explain_bytes, render
 
 _MARK = object()
 _GETS = frozenset({"GET", "BINGET", "LONG_BINGET"})
 _PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
 
 
-def named_globals(data: bytes) -> Iterator[Tuple[str, str]]:
-    """(module, qualname) of every GLOBAL, STACK_GLOBAL and INST in the pickle, read from the
-    opcodes alone (nothing is loaded): a small stack machine that only tracks strings."""
+class _Global(NamedTuple):
+    module: str
+    name: str
+
+
+class _Reduced(NamedTuple):
+    func: Any
+
+
+def opcode_events(data: bytes) -> Iterator[Tuple[str, str, str]]:
+    """What the pickle names, read from its opcodes alone (nothing is loaded): ``("global",
+    module, qualname)`` for every GLOBAL, STACK_GLOBAL and INST, and ``("setter", module,
+    qualname)`` when a call's result is dropped at once, which is how pickle runs a state
+    setter (``setter(obj, state)``, then POP). A small stack machine that tracks only strings,
+    globals and calls."""
     stack: List[Any] = []
     memo: Dict[int, Any] = {}
     for op, arg, _pos in pickletools.genops(data):
         name = op.name
+        result: Any = None
         if name in ("GLOBAL", "INST"):
             module, _, qualname = arg.partition(" ")
-            yield module, qualname
+            yield "global", module, qualname
+            result = _Global(module, qualname) if name == "GLOBAL" else None
         elif name == "STACK_GLOBAL":
-            yield stack[-2], stack[-1]
+            result = _Global(stack[-2], stack[-1])
+            yield ("global", *result)
+        elif name == "REDUCE":
+            result = _Reduced(stack[-2])
+        elif name == "POP" and stack and isinstance(stack[-1], _Reduced) and \
+                isinstance(stack[-1].func, _Global):
+            yield ("setter", *stack[-1].func)
         if name == "MEMOIZE":
             memo[len(memo)] = stack[-1]
             continue
@@ -54,28 +74,52 @@ def named_globals(data: bytes) -> Iterator[Tuple[str, str]]:
             stack.append(_MARK)
         elif name in _GETS:
             stack.append(memo[arg])
+        elif result is not None:
+            stack.append(result)
         else:
             value = arg if isinstance(arg, str) else None
             stack.extend([value] * len(op.stack_after))
 
 
-def test_named_globals_reads_both_opcodes() -> None:
+def named_globals(data: bytes) -> Iterator[Tuple[str, str]]:
+    """(module, qualname) of every global the pickle names."""
+    for event, module, qualname in opcode_events(data):
+        if event == "global":
+            yield module, qualname
+
+
+class _WithSetter:
+    def __reduce__(self) -> Any:
+        return (_WithSetter, (), {"x": 1}, None, None, _set_state)
+
+
+def _set_state(obj: Any, state: Any) -> Any:
+    obj.__dict__.update(state)
+    return obj
+
+
+def test_opcode_events_read_both_opcodes_and_setters() -> None:
     # The reader the other tests rely on must see names written either way, memo included.
-    obj = [collections.OrderedDict(), collections.OrderedDict, collections.Counter]
+    obj = [collections.OrderedDict(), collections.OrderedDict, collections.Counter,
+           _WithSetter(), _WithSetter()]
     for protocol in (0, 2, 4, 5):
-        found = set(named_globals(pickle.dumps(obj, protocol)))
+        events = list(opcode_events(pickle.dumps(obj, protocol)))
+        found = {(m, q) for e, m, q in events if e == "global"}
         assert ("collections", "OrderedDict") in found, (protocol, found)
         assert ("collections", "Counter") in found, (protocol, found)
+        setters = [(m, q) for e, m, q in events if e == "setter"]
+        assert setters == [(__name__, "_set_state")] * 2, (protocol, setters)
 
 
 # --------------------------------------------------------------------------------------------
 # The vocabulary itself
 
 def exported() -> Set[str]:
-    """Names ``_rebuild`` exports as reconstructors: callables that present themselves as
-    ``fastfnpickle._rebuild.<name>`` (what the pickler writes for them)."""
+    """Names ``_rebuild`` exports as reconstructors: public callables (functions or classes)
+    that present themselves as ``fastfnpickle._rebuild.<name>``, which is what the pickler
+    writes for them."""
     return {name for name, obj in vars(_rebuild).items()
-            if not name.startswith("_") and callable(obj) and not isinstance(obj, type)
+            if not name.startswith("_") and callable(obj)
             and getattr(obj, "__module__", None) == REBUILD_PATH}
 
 
@@ -196,6 +240,11 @@ def test_every_name_a_pickle_uses_is_registered_and_known(impl: Impl) -> None:
     seen: Set[str] = set()
     problems: List[str] = []
     for name, protocol, data in pickles(impl):
+        for event, module, qualname in opcode_events(data):
+            if event == "setter" and module == REBUILD_PATH and qualname not in _SETTERS:
+                # explain would show the object unfilled and its state as a stray call
+                problems.append(f"{name} (protocol {protocol}) uses {qualname} as a state "
+                                "setter: add it to explain._SETTERS")
         ours = [(m, q) for m, q in named_globals(data)
                 if m == "fastfnpickle" or m.startswith("fastfnpickle.")]
         for module, qualname in ours:

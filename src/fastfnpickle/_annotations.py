@@ -26,7 +26,7 @@ def _names_in(text: str) -> Tuple[str, ...]:
         found: List[str] = []
         try:
             tree = ast.parse(text, mode="eval")
-        except (SyntaxError, ValueError):
+        except Exception:  # not an expression, or too deeply nested to parse: nothing
             tree = None
         if tree is not None:
             for node in ast.walk(tree):

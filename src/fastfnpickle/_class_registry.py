@@ -155,7 +155,9 @@ def set_class_state(cls: type, state: tuple) -> type:
     A class this process loaded takes the state (the first time and on every update); a class
     that originated here is left as it is.
     """
-    attrs, registry = state
+    attrs, registry = state[0], state[1]
+    # Enums: attributes their members got from __init__/__new__ (see ``_enums``).
+    members = state[2] if len(state) > 2 else None
     # Under the lock: another thread loading the same class got it from the registry and must
     # not see it half-updated from its own loads().
     with _LOCK:
@@ -174,6 +176,10 @@ def set_class_state(cls: type, state: tuple) -> type:
             if registry:
                 for sub in registry:
                     cls.register(sub)  # type: ignore[attr-defined]
+            if members:
+                member_map = cls.__members__  # type: ignore[attr-defined]
+                for name, member_attrs in members.items():
+                    member_map[name].__dict__.update(member_attrs)
         except BaseException:
             # A half-built class must not be handed out again under its id.
             cid = known_id(cls)

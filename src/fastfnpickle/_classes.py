@@ -21,7 +21,7 @@ import typing
 from types import GetSetDescriptorType, MemberDescriptorType
 from typing import Any, Dict, FrozenSet, Optional, Tuple
 
-from . import _class_registry, _modules, _rebuild
+from . import _class_registry, _enums, _modules, _rebuild
 
 # Builtin types that cannot be found as module.qualname (types.FunctionType is
 # ``builtins.function``, which does not exist): pickled as ``getattr(types, name)``.
@@ -86,6 +86,7 @@ _ENUM_SKIP = frozenset({
     "_member_type_", "_value_repr_", "_new_member_", "_use_args_", "_boundary_",
     "_flag_mask_", "_all_bits_", "_singles_mask_", "_inverted_", "__new__", "__new_member__",
     "_hashable_values_",
+    "_unhashable_values_map_",  # 3.14+
 })
 
 
@@ -159,10 +160,20 @@ def _reduce_by_value(pickler: Any, cls: type) -> tuple:
     if doc is None or type(doc) is str:
         skeleton["__doc__"] = doc
         skip = _SKIP_WITH_DOC
+    elif "__doc__" in d:
+        # Any other object (3.15 dataclasses put a lazy docstring descriptor there) may refer
+        # back to the class: it is set last with the attributes, into the place held by None
+        # (last whatever its place in the dict, so a loaded class pickles to the same bytes).
+        skeleton["__doc__"] = None
+        skip = _SKIP_WITH_DOC
     if isinstance(cls, enum.EnumMeta):
         members = {name: member._value_ for name, member in cls.__members__.items()}
         skip = skip | _ENUM_SKIP | members.keys()
         skeleton.update(members)
+    if d.get("__annotate_func__") is not None:
+        # 3.14+: the cached result of the class's __annotate__, which travels itself (a cache
+        # set by hand comes with __annotate_func__ None and is kept).
+        skip = skip | {"__annotations_cache__"}
     attrs: Dict[str, Any] = {}
     for key, value in d.items():
         if key in skip:
@@ -174,13 +185,17 @@ def _reduce_by_value(pickler: Any, cls: type) -> tuple:
         elif t is set or t is frozenset:
             value = pickler._stable(value)
         attrs[key] = value
+    if skeleton.get("__doc__", 0) is None and doc is not None:
+        attrs["__doc__"] = doc  # the non-str docstring (see above)
     # The commonest metaclass and bases are left implicit: every global a pickle names costs
     # a module lookup when it is written, more than the rest of a small class.
     meta = type(cls)
     bases = cls.__bases__
     head = (None if meta is type else meta, cls.__name__,
             () if len(bases) == 1 and bases[0] is object else bases, skeleton)
-    state = (attrs, _abc_registry(cls))
+    registry = _abc_registry(cls)
+    members = _enums.member_attrs(cls) if isinstance(cls, enum.EnumMeta) else None
+    state = (attrs, registry) if members is None else (attrs, registry, members)
     cid = _class_registry.known_id(cls)
     if cid is None:
         cid = _first_id(pickler, cls, head, state)

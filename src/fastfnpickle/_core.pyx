@@ -47,8 +47,9 @@ cdef extern from *:
     const int FASTFNPICKLE_GIL_DISABLED
 
 cdef extern from "Python.h":
-    # Field names are the same on 3.9-3.13; Cython emits them by name, the C compiler does the
-    # layout. Reading the struct skips eleven attribute lookups per function.
+    # Field names are the same on 3.10-3.15; Cython emits them by name, the C compiler does the
+    # layout (3.14 added func_annotate, read below through FFP_FUNC_ANNOTATE). Reading the
+    # struct skips eleven attribute lookups per function.
     ctypedef struct PyFunctionObject:
         PyObject* func_code
         PyObject* func_globals
@@ -62,9 +63,23 @@ cdef extern from "Python.h":
         PyObject* func_annotations
         PyObject* func_qualname
 
+cdef extern from *:
+    """
+    #if PY_VERSION_HEX >= 0x030E0000
+    #define FFP_FUNC_ANNOTATE(f) (((PyFunctionObject *)(f))->func_annotate)
+    #else
+    #define FFP_FUNC_ANNOTATE(f) ((PyObject *)NULL)
+    #endif
+    """
+    # The field exists from 3.14 on (PEP 649), so it is read through a version-guarded macro.
+    PyObject* FFP_FUNC_ANNOTATE(object func)
+
 from . import _bytecode as B
+from . import _deferred
+from ._deferred import CLASSDICT_CELL as _CLASSDICT_CELL_NAME, classdict_snapshot as _classdict_snapshot
 from . import _annotations, _classes, _errors, _modules, _rebuild, _reducers, _wrappers
-from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, PicklingRecursionError, crc32_table
+from ._format import (CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, SLICE_MARK,
+                      PicklingRecursionError, crc32_table)
 
 DEFAULT_PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -72,7 +87,10 @@ cdef object _FunctionType = FunctionType
 cdef object _CodeType = CodeType
 cdef object _CellType = CellType
 cdef object _ModuleType = ModuleType
+cdef str _CLASSDICT_CELL = _CLASSDICT_CELL_NAME
+cdef object _LAZY_IMPORT_TYPE = _deferred.LAZY_IMPORT_TYPE  # None before 3.15
 cdef object _SINGLEDISPATCH_CODE = _wrappers.SINGLEDISPATCH_CODE
+cdef object _MISSING = object()
 cdef object _DYNAMIC_MODULES = frozenset({"__main__", "__mp_main__", None})
 cdef dict _sys_modules = sys.modules
 cdef object _marshal_dumps = marshal.dumps
@@ -326,7 +344,7 @@ cdef bint _scan_code(object code, list names, list chains, set seen_names,
         if t is _CodeType:
             if _scan_code(const, names, chains, seen_names, seen_chains, False):
                 has_sets = True
-        elif t is frozenset or (t is tuple and _has_frozenset(const)):
+        elif t is frozenset or t is slice or (t is tuple and _has_frozenset(const)):
             has_sets = True
     return has_sets
 
@@ -356,6 +374,8 @@ cdef object _portable(object value, object filename, bint sort_sets):
         if t is frozenset:
             items = sorted([_portable(v, filename, True) for v in value], key=_sort_key)
             return (FROZENSET_MARK,) + tuple(items)
+        if t is slice:
+            return (SLICE_MARK, value.start, value.stop, value.step)
         if t is tuple:
             return tuple([_portable(v, filename, True) for v in value])
     return value
@@ -441,13 +461,26 @@ cdef bint _is_by_reference(object func, object qualname, object registered) exce
 
 cdef object _submodules(tuple chains, dict modules, object func, object registered):
     cdef list found = None
+    cdef object local = None
     for head, attrs in chains:
         if type(head) is str:
             if modules is None:
                 continue
             name = modules.get(head)
         else:
-            name = _modules.local_module_name(func, head, registered)
+            # A cell or a parameter default: resolved once per head (every ``self.x.y`` of a
+            # method shares one), and never for functions without cells or defaults.
+            if local is None:
+                if (func.__closure__ is None and func.__defaults__ is None
+                        and func.__kwdefaults__ is None):
+                    local = False
+                else:
+                    local = {}
+            if local is False:
+                continue
+            name = local.get(head, _MISSING)
+            if name is _MISSING:
+                name = local[head] = _modules.local_module_name(func, head, registered)
         if name is None:
             continue
         for attr in attrs:
@@ -490,16 +523,34 @@ cdef object reduce_function(object pickler, object func):
     if code is _SINGLEDISPATCH_CODE:
         return _wrappers.reduce_singledispatch(pickler, func)
     cdef CodeInfo info = code_info(code)
-    cdef dict gdict = <dict>f.func_globals
+    globals_ = <object>f.func_globals
+    if type(globals_) is not dict:
+        globals_ = _deferred.plain_globals(globals_)
+    cdef dict gdict = <dict>globals_
     cdef dict captured = None
     cdef dict modules = None
     cdef PyObject* found
+    cdef list lazy_submodules = None
     registered = pickler._by_value
     for name in info.names:
         # Declared ``except? NULL`` by Cython: a raising key __eq__ propagates, as in the twin.
         found = PyDict_GetItemWithError(gdict, name)
         if found is not NULL:
-            module_name = _imported_name(<object>found, registered)
+            value = <object>found
+            if type(value) is _LAZY_IMPORT_TYPE:  # 3.15+: a lazy import not yet resolved
+                target = _deferred.plain_lazy_module(name, value)
+                if target is not None and not (
+                        registered and _modules.is_by_value_name(target, registered)):
+                    if modules is None:
+                        modules = {}
+                    modules[name] = target.partition(".")[0]
+                    if "." in target:
+                        if lazy_submodules is None:
+                            lazy_submodules = []
+                        lazy_submodules.append(target)
+                    continue
+                value = _deferred.resolve_lazy(value)
+            module_name = _imported_name(value, registered)
             if module_name is not None:
                 if modules is None:
                     modules = {}
@@ -507,7 +558,7 @@ cdef object reduce_function(object pickler, object func):
                 continue
             if captured is None:
                 captured = {}
-            captured[name] = _stable(pickler, <object>found)
+            captured[name] = _stable(pickler, value)
     closure = _field(f.func_closure)
     closure_arg = None
     cell_values = None
@@ -517,6 +568,8 @@ cdef object reduce_function(object pickler, object func):
     submods = None
     if info.chains:
         submods = _submodules(info.chains, modules, func, registered)
+    if lazy_submodules is not None:
+        submods = _deferred.with_submodules(submods, lazy_submodules)
     type_params = None
     if _HAS_TYPE_PARAMS:
         type_params = func.__type_params__ or None
@@ -525,10 +578,15 @@ cdef object reduce_function(object pickler, object func):
     module = _field(f.func_module)
     defaults = _field(f.func_defaults)
     kwdefaults = _field(f.func_kwdefaults)
-    annotations = _field(f.func_annotations)
-    if annotations is not None and type(annotations) is not dict:
-        annotations = func.__annotations__  # 3.10 may hold a tuple until first access
-    if annotations:
+    # 3.14+: the function computing the annotations, when set, instead of their values
+    # (see _deferred.py); always NULL before 3.14.
+    if FFP_FUNC_ANNOTATE(func) is not NULL:
+        annotations = _deferred.annotations_field(func)
+    else:
+        annotations = _field(f.func_annotations)
+        if annotations is not None and type(annotations) is not dict:
+            annotations = func.__annotations__  # 3.10 may hold a tuple until first access
+    if annotations and type(annotations) is dict:
         # Names read only by string annotations, for typing.get_type_hints() after loading.
         named = _annotations.annotation_globals(annotations, gdict, info.names)
         if named is not None:
@@ -548,7 +606,8 @@ cdef object reduce_function(object pickler, object func):
         None if kwdefaults is None else {k: _stable(pickler, v) for k, v in kwdefaults.items()},
         None if qualname == (code.co_qualname if _HAS_CO_QUALNAME else code.co_name) else qualname,
         None if name == code.co_name else name,
-        None if type(module) is str and module == gdict.get("__name__") else (module,),
+        # Interned, as loading interns it: the name is one object wherever it is pickled.
+        _boxed_module(module, gdict.get("__name__")),
         annotations or None,
         attrs or None,
         extra,
@@ -558,6 +617,13 @@ cdef object reduce_function(object pickler, object func):
     if not state:
         return (_FUNCTION, args)
     return (_FUNCTION, args, state, None, None, _FUNCTION)
+
+
+cdef object _boxed_module(object module, object globals_name):
+    # The module state field (see the twin).
+    if type(module) is str:
+        return None if module == globals_name else (_intern(module),)
+    return (module,)
 
 
 cdef tuple _trimmed(tuple state):
@@ -591,7 +657,18 @@ cdef tuple _closure_parts(object pickler, object func, tuple closure):
     cdef list shared = None
     cdef Py_ssize_t i = 0
     cdef PyObject* owner
+    cdef bint empty
     for cell in closure:
+        try:
+            value = cell.cell_contents
+            empty = False
+        except ValueError:
+            value = None
+            empty = True
+        if not empty and type(value) is dict and func.__code__.co_freevars[i] == _CLASSDICT_CELL:
+            values.append(_classdict_snapshot(pickler, value, code_info(func.__code__).names))
+            i += 1
+            continue
         key = id(cell)
         owner = PyDict_GetItem(seen, key)
         if owner is NULL:
@@ -603,13 +680,13 @@ cdef tuple _closure_parts(object pickler, object func, tuple closure):
                 shared[i] = CellRef((<tuple>owner)[0], (<tuple>owner)[1])
             else:
                 shared[i] = <object>owner
-        try:
-            values.append(_stable(pickler, cell.cell_contents))
-        except ValueError:
+        if empty:
             values.append(None)
             if empties is None:
                 empties = []
             empties.append(i)
+        else:
+            values.append(_stable(pickler, value))
         i += 1
     closure_arg = len(closure) if shared is None else tuple(shared)
     return closure_arg, tuple(values), None if empties is None else tuple(empties)

@@ -16,7 +16,9 @@ from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 from . import _bytecode as B
 from . import _annotations, _classes, _errors, _modules, _rebuild, _reducers, _wrappers
-from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, PicklingRecursionError, seal
+from . import _deferred
+from ._format import (CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, SLICE_MARK,
+                      PicklingRecursionError, seal)
 
 DEFAULT_PROTOCOL: int = pickle.HIGHEST_PROTOCOL
 
@@ -24,6 +26,7 @@ DEFAULT_PROTOCOL: int = pickle.HIGHEST_PROTOCOL
 _DYNAMIC_MODULES = frozenset({"__main__", "__mp_main__", None})
 
 _dict_get = dict.get
+_LAZY_IMPORT_TYPE = _deferred.LAZY_IMPORT_TYPE  # None before 3.15: no type is None
 _MISSING = object()
 _SINGLEDISPATCH_CODE = _wrappers.SINGLEDISPATCH_CODE
 
@@ -191,7 +194,7 @@ def _scan_code(code: CodeType, names: List[str], chains: List[Tuple[Any, Tuple[s
         if t is CodeType:
             if _scan_code(const, names, chains, seen_names, seen_chains, False):
                 has_sets = True
-        elif t is frozenset or (t is tuple and _has_frozenset(const)):
+        elif t is frozenset or t is slice or (t is tuple and _has_frozenset(const)):
             has_sets = True
     return has_sets
 
@@ -224,6 +227,8 @@ def _portable(value: Any, filename: str, sort_sets: bool) -> Any:
         if t is frozenset:
             items = sorted([_portable(v, filename, True) for v in value], key=_sort_key)
             return (FROZENSET_MARK,) + tuple(items)
+        if t is slice:
+            return (SLICE_MARK, value.start, value.stop, value.step)
         if t is tuple:
             return tuple([_portable(v, filename, True) for v in value])
     return value
@@ -274,13 +279,26 @@ def _submodules(chains: Tuple[Tuple[Any, Tuple[str, ...]], ...],
     load."""
     found: Optional[List[str]] = None
     loaded = sys.modules
+    local: Any = None
     for head, attrs in chains:
         if type(head) is str:
             if modules is None:
                 continue
             name = modules.get(head)
         else:
-            name = _modules.local_module_name(func, head, registered)
+            # A cell or a parameter default: resolved once per head (every ``self.x.y`` of a
+            # method shares one), and never for functions without cells or defaults.
+            if local is None:
+                if (func.__closure__ is None and func.__defaults__ is None
+                        and func.__kwdefaults__ is None):
+                    local = False
+                else:
+                    local = {}
+            if local is False:
+                continue
+            name = local.get(head, _MISSING)
+            if name is _MISSING:
+                name = local[head] = _modules.local_module_name(func, head, registered)
         if name is None:
             continue
         for attr in attrs:
@@ -322,15 +340,31 @@ def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
         return _wrappers.reduce_singledispatch(pickler, func)
     info = code_info(code)
     gdict = func.__globals__
+    if type(gdict) is not dict:
+        gdict = _deferred.plain_globals(gdict)
     stable = pickler._stable
     captured: Optional[Dict[str, Any]] = None
     modules: Optional[Dict[str, str]] = None
     registered = pickler._by_value
+    lazy_submodules: Optional[List[str]] = None
     for name in info.names:
         # As a plain dict, like the C lookups of the compiled core (and of function calls):
         # a dict subclass's overrides are not what the function sees at run time either.
         value = _dict_get(gdict, name, _MISSING)
         if value is not _MISSING:
+            if type(value) is _LAZY_IMPORT_TYPE:  # 3.15+: a lazy import not yet resolved
+                target = _deferred.plain_lazy_module(name, value)
+                if target is not None and not (
+                        registered and _modules.is_by_value_name(target, registered)):
+                    if modules is None:
+                        modules = {}
+                    modules[name] = target.partition(".")[0]
+                    if "." in target:
+                        if lazy_submodules is None:
+                            lazy_submodules = []
+                        lazy_submodules.append(target)
+                    continue
+                value = _deferred.resolve_lazy(value)
             # Imported modules travel as names (no global to look up per pickle).
             module_name = _imported_name(value, registered)
             if module_name is not None:
@@ -341,8 +375,8 @@ def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
             if captured is None:
                 captured = {}
             captured[name] = stable(value)
-    annotations = func.__annotations__
-    if annotations:
+    annotations = _deferred.annotations_field(func)  # 3.14+: may be __annotate__
+    if annotations and type(annotations) is dict:
         # Names read only by string annotations, for typing.get_type_hints() after loading.
         named = _annotations.annotation_globals(annotations, gdict, info.names)
         if named is not None:
@@ -359,6 +393,8 @@ def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
     submods = None
     if info.chains:
         submods = _submodules(info.chains, modules, func, registered)
+    if lazy_submodules is not None:
+        submods = _deferred.with_submodules(submods, lazy_submodules)
     type_params = getattr(func, "__type_params__", None) or None
     extra = None if submods is None and type_params is None else (type_params, submods)
     name = func.__name__
@@ -377,7 +413,8 @@ def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
         None if kwdefaults is None else {k: stable(v) for k, v in kwdefaults.items()},
         None if qualname == _default_qualname(code) else qualname,
         None if name == code.co_name else name,
-        None if type(module) is str and module == _dict_get(gdict, "__name__") else (module,),
+        # Interned, as loading interns it: the name is one object wherever it is pickled.
+        _boxed_module(module, _dict_get(gdict, "__name__")),
         annotations or None,
         func.__dict__ or None,
         extra,
@@ -388,6 +425,13 @@ def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
         # Nothing beyond code, globals and cells: no state call on load.
         return (fn, args)
     return (fn, args, state, None, None, fn)
+
+
+def _boxed_module(module: Any, globals_name: Any) -> Optional[tuple]:
+    """The ``module`` state field: None when the globals' ``__name__`` gives it."""
+    if type(module) is str:
+        return None if module == globals_name else (sys.intern(module),)
+    return (module,)
 
 
 def _trimmed(state: tuple) -> tuple:
@@ -406,6 +450,18 @@ def _closure_parts(pickler: "Pickler", func: FunctionType, closure: tuple) -> tu
     shared: Optional[List[Any]] = None
     i = 0
     for cell in closure:
+        try:
+            value = cell.cell_contents
+            empty = False
+        except ValueError:  # empty cell
+            value = None
+            empty = True
+        if not empty and type(value) is dict and \
+                func.__code__.co_freevars[i] == _deferred.CLASSDICT_CELL:
+            # A class namespace read by annotation code: a cell of its own (not shared).
+            values.append(_deferred.classdict_snapshot(pickler, value, code_info(func.__code__).names))
+            i += 1
+            continue
         key = id(cell)
         owner = seen.get(key)
         if owner is None:
@@ -415,13 +471,13 @@ def _closure_parts(pickler: "Pickler", func: FunctionType, closure: tuple) -> tu
                 shared = [None] * len(closure)
             # A cell of an earlier function, or a cell pickled on its own earlier.
             shared[i] = CellRef(owner[0], owner[1]) if type(owner) is tuple else owner
-        try:
-            values.append(pickler._stable(cell.cell_contents))
-        except ValueError:  # empty cell
+        if empty:
             values.append(None)
             if empties is None:
                 empties = []
             empties.append(i)
+        else:
+            values.append(pickler._stable(value))
         i += 1
     closure_arg: Any = len(closure) if shared is None else tuple(shared)
     return closure_arg, tuple(values), None if empties is None else tuple(empties)
@@ -430,7 +486,7 @@ def _closure_parts(pickler: "Pickler", func: FunctionType, closure: tuple) -> tu
 if sys.version_info >= (3, 11):
     def _default_qualname(code: CodeType) -> str:
         return code.co_qualname
-else:
+else:  # 3.10: code objects have no qualname
     def _default_qualname(code: CodeType) -> str:
         return code.co_name
 

@@ -19,7 +19,16 @@ import threading
 import types
 from types import CellType, FunctionType, GetSetDescriptorType, MemberDescriptorType, ModuleType
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
-from ._format import FIELD_CAPTURED, FIELD_EMPTY_CELLS, FIELD_MODULES, STATE_FIELDS
+
+from ._format import (
+    FIELD_CAPTURED,
+    FIELD_EMPTY_CELLS,
+    FIELD_MODULES,
+    REBUILD_FUNCTION,
+    REBUILD_MAKE_CLASS,
+    REBUILD_PATH,
+    STATE_FIELDS,
+)
 
 # A path step: the expression so far is written between ``prefix`` and ``suffix``. Containers
 # with many items give a _ItemStep instead, which makes that text only if the step is used.
@@ -102,7 +111,10 @@ def note_failure(exc: BaseException, root: Any, pickler_class: type, protocol: i
     collecting = gc.isenabled()
     gc.disable()
     try:
-        for note in _diagnose(exc, root, pickler_class, protocol):
+        found = _diagnose(exc, root, pickler_class, protocol)
+        if found:
+            _drop_pickler_notes(exc)
+        for note in found:
             add_note(exc, note)
     except Exception:
         pass  # the diagnosis is best effort; the original error must surface untouched
@@ -112,8 +124,19 @@ def note_failure(exc: BaseException, root: Any, pickler_class: type, protocol: i
         _ACTIVE.busy = False
 
 
+def _drop_pickler_notes(exc: BaseException) -> None:
+    """Remove the notes the 3.14+ C pickler adds on its way out ("when serializing tuple
+    item 0", "when serializing function state", ...): they walk our reduce tuples, not the
+    user's objects, and the path note that replaces them names the same failure in the
+    user's terms."""
+    notes = getattr(exc, "__notes__", None)
+    if isinstance(notes, list):
+        notes[:] = [n for n in notes
+                    if not (isinstance(n, str) and n.startswith("when serializing "))]
+
+
 def add_note(exc: BaseException, text: str) -> None:
-    """``exc.add_note(text)``; on 3.9/3.10, ``__notes__`` plus the message, which is what
+    """``exc.add_note(text)``; on 3.10, ``__notes__`` plus the message, which is what
     tracebacks there print (they know nothing of notes)."""
     notes = getattr(exc, "__notes__", None)
     if isinstance(notes, list) and text in notes:
@@ -410,14 +433,23 @@ def _attr_step(owner: Any, name: str, value: Any) -> Step:
     return ("", f".__dict__[{name!r}]")
 
 
+def _made_by(rv: Any, reconstructor: str) -> bool:
+    """Whether the reduce value ``rv`` calls ``fastfnpickle._rebuild.<reconstructor>``."""
+    if not (isinstance(rv, tuple) and rv):
+        return False
+    return (getattr(rv[0], "__module__", None) == REBUILD_PATH
+            and getattr(rv[0], "__qualname__", None) == reconstructor)
+
+
 def _function_children(func: FunctionType, rv: Any) -> Iterator[Child]:
     state = rv[2] if isinstance(rv, tuple) and len(rv) > 2 else None
-    if not (isinstance(state, tuple) and len(state) <= len(STATE_FIELDS)):
+    if not (_made_by(rv, REBUILD_FUNCTION) and isinstance(state, tuple)
+            and len(state) <= len(STATE_FIELDS)):
         yield from _reduce_children(func, rv, _ReduceLabels("reduction"))
         return
     # Layout of the state tuple: _format.STATE_FIELDS. Values are read from the function
     # itself: the state may hold stand-ins (sets in a stable order).
-    fields = dict(zip(STATE_FIELDS, state))
+    fields = dict(zip(STATE_FIELDS, state, strict=False))  # trailing Nones were dropped
     yield ("", ".__code__"), func.__code__
     gdict = func.__globals__
     for name in list(fields.get(FIELD_CAPTURED) or ()) + list(fields.get(FIELD_MODULES) or ()):
@@ -447,8 +479,8 @@ def _function_children(func: FunctionType, rv: Any) -> Iterator[Child]:
 
 
 def _class_children(cls: type, rv: Any) -> Iterator[Child]:
-    if not (isinstance(rv, tuple) and len(rv) == 6 and isinstance(rv[1], tuple)
-            and len(rv[1]) == 5 and isinstance(rv[2], tuple) and len(rv[2]) == 2):
+    if not (_made_by(rv, REBUILD_MAKE_CLASS) and len(rv) == 6 and isinstance(rv[1], tuple)
+            and len(rv[1]) == 5 and isinstance(rv[2], tuple) and len(rv[2]) in (2, 3)):
         if isinstance(rv, tuple) and len(rv) == 2:
             return  # a builtin type named through getattr
         yield from _reduce_children(cls, rv, _ReduceLabels("reduction"))
@@ -474,6 +506,10 @@ def _class_children(cls: type, rv: Any) -> Iterator[Child]:
     for key in attrs:
         if key in d:
             yield _attr_step(cls, key, d[key]), d[key]
+    if len(rv[2]) == 3 and isinstance(rv[2][2], dict):  # enum members' own attributes
+        for name, member_attrs in rv[2][2].items():
+            for key, value in member_attrs.items():
+                yield ("", f".{name}.{key}"), value
 
 
 def _module_children(module: ModuleType, rv: Any) -> Iterator[Child]:
@@ -547,7 +583,7 @@ def _reduce_children(obj: Any, rv: Any, labels: _ReduceLabels) -> Iterator[Child
     if state is not None:
         parts = state if (isinstance(state, tuple) and len(state) == 2
                           and all(p is None or type(p) is dict for p in state)) else (state,)
-        for j, part in enumerate(parts):
+        for part in parts:
             if type(part) is dict:
                 for k, v in part.items():
                     if type(k) is str:

@@ -12,7 +12,10 @@ CODE_TAG_SETS: str = CODE_TAG + "+sets"
 # The wire vocabulary: every global a pickle names inside fastfnpickle is
 # ``REBUILD_PATH.<name>`` for a name in RECONSTRUCTORS. Pickles outlive releases, so these
 # names never change meaning; the readers of pickles (``explain``, the failure notes) take
-# them from here rather than spelling them again.
+# them from here rather than spelling them again. A new reconstructor is exported by
+# ``_rebuild``, listed here, described in ``explain._KNOWN`` (and ``explain._SETTERS`` when
+# it is a state setter) and pickled by some object of the tests;
+# tests/test_wire_vocabulary.py fails until all of that is done.
 REBUILD_PATH = "fastfnpickle._rebuild"
 REBUILD_FUNCTION = "function"            # (tag, code, filename, globals, closure) -> function;
                                          # also (function, state) -> the function filled in
@@ -25,14 +28,15 @@ REBUILD_MAKE_MODULE = "make_module"      # (name,) -> an empty dynamic module
 REBUILD_SET_MODULE_STATE = "set_module_state"  # (module, dict) -> the module filled in
 REBUILD_DICT_VIEW = "dict_view"          # (mapping, kind) -> keys/values/items view
 REBUILD_MAKE_CLASS = "make_class"        # (metaclass, name, bases, skeleton, id) -> class;
-                                         # also (class, (attrs, ...)) -> the class filled in
+                                         # also (class, (attrs, abc registry[, enum member
+                                         # attributes])) -> the class filled in
 REBUILD_MAKE_TYPEVAR = "make_typevar"    # a TypeVar / ParamSpec / TypeVarTuple by value
 REBUILD_MEMORY = "memory"                # (bytes, format, shape, readonly) -> memoryview
 REBUILD_FILE_COPY = "file_copy"          # (content, position, name) -> StringIO / BytesIO
 REBUILD_LRU_CACHE = "lru_cache"          # (function, maxsize, typed) -> an empty-cache wrapper
 REBUILD_SINGLEDISPATCH = "singledispatch"  # (function) -> a singledispatch function
 REBUILD_SINGLEDISPATCH_STATE = "singledispatch_state"  # (dispatcher, registry) -> filled in
-REBUILD_NEW_TYPE = "new_type"            # (name, supertype, module) -> typing.NewType
+REBUILD_NEW_TYPE = "new_type"            # (name, supertype, qualname, module) -> NewType
 RECONSTRUCTORS = (
     REBUILD_FUNCTION, REBUILD_CODE, REBUILD_MAKE_CELL, REBUILD_FILL_CELL, REBUILD_CLOSURE_CELL,
     REBUILD_IMPORT_MODULE, REBUILD_MAKE_MODULE, REBUILD_SET_MODULE_STATE, REBUILD_DICT_VIEW,
@@ -63,6 +67,10 @@ STATE_FIELDS = (FIELD_CAPTURED, FIELD_MODULES, FIELD_CELL_VALUES, FIELD_DEFAULTS
 
 # Marks a frozenset constant that was stored as a sorted tuple to make the bytes deterministic.
 FROZENSET_MARK: str = "\x00fastfnpickle.frozenset\x00"
+# Marks a slice constant (3.14+ fold ``x[a:b]`` into one), stored as a tuple: marshal writes
+# slices only from format 5 on, whose back-reference flags make the bytes nondeterministic.
+# Code holding one is tagged CODE_TAG_SETS, like code holding frozensets.
+SLICE_MARK: str = "\x00fastfnpickle.slice\x00"
 
 
 class PicklingRecursionError(PicklingError, RecursionError):

@@ -41,8 +41,10 @@ cdef extern from *:
 from pickle import UnpicklingError
 from types import CellType, CodeType, FunctionType
 
-from ._names import intern_keys
-from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, crc32_table
+from ._codecheck import FORBIDDEN_OPS as _FORBIDDEN_OPS, check_loadable as _check_loadable
+from ._deferred import HAS_ANNOTATE as _HAS_ANNOTATE
+from ._names import intern_items, intern_keys
+from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, SLICE_MARK, crc32_table
 
 cdef object _CellType = CellType
 cdef object _CodeType = CodeType
@@ -54,6 +56,8 @@ cdef str _MARK = FROZENSET_MARK
 cdef object _marshal_loads = marshal.loads
 
 cdef dict _CODE_CACHE = {}
+# No opcode to refuse on this version (before 3.12): skip the Python-level call per code object.
+cdef bint _CHECK_LOADABLE = len(_FORBIDDEN_OPS) > 0
 cdef Py_ssize_t _CODE_CACHE_MAX = 512
 
 # CRC-32 (zlib's polynomial, bit-reflected), table-driven in C: zlib.crc32 on a memoryview
@@ -165,6 +169,8 @@ cdef object _restored(object value, object filename, bint sets):
     if sets and t is tuple:
         if value and type(value[0]) is str and value[0] == _MARK:
             return frozenset(value[1:])
+        if value and type(value[0]) is str and value[0] == SLICE_MARK and len(value) == 4:
+            return slice(value[1], value[2], value[3])
         return tuple([_restored(v, filename, True) for v in value])
     return value
 
@@ -192,6 +198,9 @@ def code(tag, data, filename):
     result = _unmarshal_sealed(data)
     if type(result) is not _CodeType:
         raise UnpicklingError(f"corrupt code object in pickle: got {type(result).__name__}")
+    # Before anything reads it: some forged bytecode crashes the interpreter when read.
+    if _CHECK_LOADABLE:
+        _check_loadable(result)
     if type(filename) is not str:
         raise UnpicklingError("corrupt code object in pickle: file name is not a string")
     if tag == _TAG_SETS or not _set_filename_in_place(<PyObject*>result, filename):
@@ -298,6 +307,8 @@ cdef object _set_state(object func, object state):
         i = 0
         for value in <tuple>cell_values:
             if empty_cells is None or i not in empty_cells:
+                if type(value) is list:
+                    intern_items(value)  # 3.14 dataclass __annotate__ cells: field names
                 (<tuple>closure)[i].cell_contents = value
             i += 1
     if name is not None:
@@ -305,13 +316,18 @@ cdef object _set_state(object func, object state):
     if qualname is not None:
         func.__qualname__ = _intern(qualname) if type(qualname) is str else qualname
     if module is not None:
-        func.__module__ = module[0]
+        # Interned like a class's __module__ (3.14 dataclass reprs copy it onto a wrapper).
+        func.__module__ = _intern(module[0]) if type(module[0]) is str else module[0]
     if doc is not None:
         func.__doc__ = doc[0]
     if annotations is not None:
         if type(annotations) is dict:
             intern_keys(annotations)
-        func.__annotations__ = annotations
+            func.__annotations__ = annotations
+        elif not _HAS_ANNOTATE:
+            func.__annotations__ = annotations  # refused: only a dict can be set here
+        else:  # 3.14+: the function that computes them (see _deferred.py)
+            func.__annotate__ = annotations
     if attrs is not None:
         func.__dict__.update(attrs)
     if extra is not None:

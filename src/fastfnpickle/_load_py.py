@@ -12,8 +12,10 @@ from pickle import UnpicklingError
 from types import CellType, CodeType, FunctionType
 from typing import Any, Dict, Optional, Tuple, Union
 
-from ._names import intern_keys
-from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, unseal
+from ._codecheck import check_loadable as _check_loadable
+from ._deferred import HAS_ANNOTATE as _HAS_ANNOTATE
+from ._names import intern_items, intern_keys
+from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, SLICE_MARK, unseal
 
 # Code objects already unmarshalled, by their bytes: loading the same task function again and
 # again (the Ray/Dask pattern) skips marshal. Code objects are immutable, so sharing is safe.
@@ -34,6 +36,8 @@ def _restored(value: Any, filename: Any, sets: bool) -> Any:
     if sets and t is tuple:
         if value and type(value[0]) is str and value[0] == FROZENSET_MARK:
             return frozenset(value[1:])
+        if value and type(value[0]) is str and value[0] == SLICE_MARK and len(value) == 4:
+            return slice(value[1], value[2], value[3])
         return tuple([_restored(v, filename, True) for v in value])
     return value
 
@@ -63,6 +67,8 @@ def code(tag: str, data: bytes, filename: Any) -> CodeType:
         raise UnpicklingError(f"corrupt code object in pickle: {exc}") from None
     if type(result) is not CodeType:
         raise UnpicklingError(f"corrupt code object in pickle: got {type(result).__name__}")
+    # Before anything reads it: some forged bytecode crashes the interpreter when read.
+    _check_loadable(result)
     if type(filename) is not str:
         raise UnpicklingError("corrupt code object in pickle: file name is not a string")
     result = _restored(result, filename, tag == CODE_TAG_SETS)
@@ -171,6 +177,8 @@ def _set_state(func: FunctionType, state: tuple) -> FunctionType:
         i = 0
         for value in cell_values:
             if empty_cells is None or i not in empty_cells:
+                if type(value) is list:
+                    intern_items(value)  # 3.14 dataclass __annotate__ cells: field names
                 closure[i].cell_contents = value
             i += 1
     if name is not None:
@@ -178,13 +186,18 @@ def _set_state(func: FunctionType, state: tuple) -> FunctionType:
     if qualname is not None:
         func.__qualname__ = _intern(qualname) if type(qualname) is str else qualname
     if module is not None:
-        func.__module__ = module[0]
+        # Interned like a class's __module__ (3.14 dataclass reprs copy it onto a wrapper).
+        func.__module__ = _intern(module[0]) if type(module[0]) is str else module[0]
     if doc is not None:
         func.__doc__ = doc[0]
     if annotations is not None:
         if type(annotations) is dict:
             intern_keys(annotations)
-        func.__annotations__ = annotations
+            func.__annotations__ = annotations
+        elif not _HAS_ANNOTATE:
+            func.__annotations__ = annotations  # refused: only a dict can be set here
+        else:  # 3.14+: the function that computes them (see _deferred.py)
+            func.__annotate__ = annotations
     if attrs is not None:
         func.__dict__.update(attrs)
     if extra is not None:

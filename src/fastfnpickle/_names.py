@@ -1,7 +1,7 @@
 """Identifier strings on the load side: one object per name, as where the pickle was made."""
 
 import sys
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
 
 def intern_keys(d: Dict[Any, Any]) -> None:
@@ -27,3 +27,14 @@ def interned_names(value: Tuple[Any, ...]) -> Tuple[Any, ...]:
     interned = tuple([sys.intern(item) for item in value])
     return value if interned == value and all(
         a is b for a, b in zip(interned, value)) else interned
+
+
+def intern_items(items: List[Any]) -> None:
+    """Intern, in place, the items of a freshly unpickled list whose items are all str (the
+    field names a 3.14 dataclass's generated ``__annotate__`` keeps in a cell). See
+    :func:`intern_keys`."""
+    for item in items:
+        if type(item) is not str:
+            return
+    for i, item in enumerate(items):
+        items[i] = sys.intern(item)

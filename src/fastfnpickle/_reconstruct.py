@@ -79,5 +79,3 @@ def new_type(name: str, supertype: Any, qualname: str, module: Any) -> Any:
     new.__module__ = module
     return new
 
-
-# Names ``_rebuild`` exports (pickles refer to them by these names).

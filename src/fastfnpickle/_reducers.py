@@ -45,11 +45,35 @@ def _weakset(pickler: Any, obj: weakref.WeakSet) -> tuple:
     return (weakref.WeakSet, (list(obj),))
 
 
-def _method(pickler: Any, obj: MethodType) -> tuple:
-    # Always rebuilt from its parts, never as getattr(self, name): inside a by-value class's
-    # own state (pydantic's validators, an enum's alias to a member's method) that lookup
+def _method(pickler: Any, obj: MethodType) -> Any:
+    owner = obj.__self__
+    name = getattr(obj.__func__, "__name__", None)
+    if type(name) is str and _defined_by_reference(owner, name, pickler._by_value):
+        # As the stdlib does (getattr(self, name)) when that finds the method again.
+        try:
+            if getattr(owner, name, None) == obj:
+                return NotImplemented
+        except Exception:
+            pass
+    # A method a by-value class defines itself is rebuilt from its parts: inside the class's
+    # own state (pydantic's validators, an enum's alias of a classmethod) getattr(self, name)
     # would run before the class has its methods.
-    return (MethodType, (obj.__func__, obj.__self__))
+    return (MethodType, (obj.__func__, owner))
+
+
+def _defined_by_reference(owner: Any, name: str, registered: Any) -> bool:
+    """Whether the class that defines ``name`` for ``owner`` (a class or an instance) pickles
+    by reference: then looking the method up on load needs nothing from this pickle (a
+    pydantic model's inherited classmethods)."""
+    cls = owner if issubclass(type(owner), type) else type(owner)
+    try:
+        mro = type.__dict__["__mro__"].__get__(cls)
+    except TypeError:
+        return False
+    for klass in mro:
+        if name in klass.__dict__:
+            return _classes.by_reference(klass, klass.__qualname__, registered)
+    return False
 
 
 def _wrapper(pickler: Any, obj: Any) -> tuple:

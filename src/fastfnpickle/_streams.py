@@ -60,8 +60,25 @@ def reduce_file(pickler: Any, f: Any) -> tuple:
     return (_rebuild.file_copy, (content, offset, name))
 
 
+def reduce_std_stream(pickler: Any, f: Any) -> Any:
+    """For other stream types standing in as ``sys.stdout`` etc. (a notebook's, a test
+    runner's capture): the standard stream by reference; other objects of the type as the
+    stdlib pickles them."""
+    for std in _STD_NAMES:
+        if getattr(sys, std, None) is f:
+            return (getattr, (sys, std))
+    return NotImplemented
+
+
 DISPATCH: Dict[type, Callable[[Any, Any], Any]] = {
     t: reduce_file
     for t in (io.TextIOWrapper, io.BufferedReader, io.BufferedWriter, io.BufferedRandom,
               io.FileIO)
 }
+# The types of the standard streams as this process started using fastfnpickle (Jupyter and
+# pytest install their own before user code runs).
+for _std in _STD_NAMES:
+    _stream = getattr(sys, _std, None)
+    if _stream is not None and type(_stream) not in DISPATCH:
+        DISPATCH[type(_stream)] = reduce_std_stream
+del _std, _stream

@@ -53,7 +53,8 @@ def _extra_attrs(wrapper: Any, func: Any, own: FrozenSet[str]) -> Optional[Dict[
     return extra
 
 
-_LRU_OWN = frozenset({"__wrapped__"})
+# Set by lru_cache itself when the wrapper is rebuilt.
+_LRU_OWN = frozenset({"__wrapped__", "cache_parameters"})
 
 
 def reduce_lru_cache(pickler: Any, wrapper: Any) -> Any:

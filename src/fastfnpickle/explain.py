@@ -13,13 +13,40 @@ import sys
 from typing import Any, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple
 
 from ._format import (
-    CODE_TAG, CODE_TAG_SETS, FIELD_ANNOTATIONS, FIELD_ATTRS, FIELD_CAPTURED, FIELD_CELL_VALUES,
-    FIELD_DEFAULTS, FIELD_EMPTY_CELLS, FIELD_EXTRA, FIELD_KWDEFAULTS, FIELD_MODULE,
-    FIELD_MODULES, FIELD_NAME, FIELD_QUALNAME, REBUILD_CLOSURE_CELL, REBUILD_CODE,
-    REBUILD_DICT_VIEW, REBUILD_FILL_CELL, REBUILD_FUNCTION, REBUILD_IMPORT_MODULE,
-    REBUILD_MAKE_CELL, REBUILD_MAKE_CLASS, REBUILD_MAKE_MODULE, REBUILD_MAKE_TYPEVAR, REBUILD_MEMORY, REBUILD_FILE_COPY,
-    REBUILD_LRU_CACHE, REBUILD_SINGLEDISPATCH, REBUILD_SINGLEDISPATCH_STATE, REBUILD_NEW_TYPE,
-    REBUILD_PATH, REBUILD_SET_MODULE_STATE, STATE_FIELDS, unseal,
+    CODE_TAG,
+    CODE_TAG_SETS,
+    FIELD_ANNOTATIONS,
+    FIELD_ATTRS,
+    FIELD_CAPTURED,
+    FIELD_CELL_VALUES,
+    FIELD_DEFAULTS,
+    FIELD_EMPTY_CELLS,
+    FIELD_EXTRA,
+    FIELD_KWDEFAULTS,
+    FIELD_MODULE,
+    FIELD_MODULES,
+    FIELD_NAME,
+    FIELD_QUALNAME,
+    REBUILD_CLOSURE_CELL,
+    REBUILD_CODE,
+    REBUILD_DICT_VIEW,
+    REBUILD_FILE_COPY,
+    REBUILD_FILL_CELL,
+    REBUILD_FUNCTION,
+    REBUILD_IMPORT_MODULE,
+    REBUILD_LRU_CACHE,
+    REBUILD_MAKE_CELL,
+    REBUILD_MAKE_CLASS,
+    REBUILD_MAKE_MODULE,
+    REBUILD_MAKE_TYPEVAR,
+    REBUILD_MEMORY,
+    REBUILD_NEW_TYPE,
+    REBUILD_PATH,
+    REBUILD_SET_MODULE_STATE,
+    REBUILD_SINGLEDISPATCH,
+    REBUILD_SINGLEDISPATCH_STATE,
+    STATE_FIELDS,
+    unseal,
 )
 
 _REBUILD = REBUILD_PATH
@@ -115,7 +142,8 @@ class Explanation:
 
     def to_dict(self) -> Dict[str, Any]:
         def brief(n: Node) -> Dict[str, Any]:
-            d = {"path": n.path, "name": n.name, "module": n.module, "size": n.size}
+            d: Dict[str, Any] = {"path": n.path, "name": n.name, "module": n.module,
+                                 "size": n.size}
             if n.kind == "function":
                 d.update(file=n.file, line=n.line, globals=n.globals, code_tag=n.code_tag)
             return d
@@ -131,7 +159,8 @@ class Explanation:
     def to_json(self, indent: Optional[int] = 2) -> str:
         import json
 
-        return json.dumps(self.to_dict(), indent=indent)
+        # default=repr: a damaged pickle can put bytes where a name belongs
+        return json.dumps(self.to_dict(), indent=indent, default=repr)
 
     def __str__(self) -> str:
         return render(self)
@@ -163,7 +192,13 @@ def explain_bytes(data: bytes, source: str = "pickle") -> Explanation:
     """The :class:`Explanation` of a pickle, read without executing anything in it."""
     reader = _Reader(data)
     root = reader.run()
-    tree = _TreeBuilder(reader).build(root)
+    try:
+        tree = _TreeBuilder(reader).build(root)
+    except RecursionError:
+        raise ValueError("pickle nested too deeply to explain") from None
+    except (IndexError, KeyError, TypeError, AttributeError, ValueError) as exc:
+        # Opcodes that run but do not build what fastfnpickle writes (a damaged pickle).
+        raise ValueError(f"malformed pickle: {type(exc).__name__} {exc}") from None
     return Explanation(tree, len(data), reader.protocol, sorted(reader.references), source,
                        [f"{_REBUILD}.{name}" for name in reader.unknown])
 
@@ -372,7 +407,7 @@ _KNOWN: Dict[str, str] = {
 # ``function`` both makes a function (5 arguments) and fills one (2 arguments); so does
 # ``make_class``.
 _SETTERS = frozenset({REBUILD_FUNCTION, REBUILD_MAKE_CLASS, REBUILD_SET_MODULE_STATE,
-                      REBUILD_FILL_CELL})
+                      REBUILD_FILL_CELL, REBUILD_SINGLEDISPATCH_STATE})
 # The two uses of those double reconstructors, as _rebuild_name tells them apart. The suffix
 # keeps them from ever meaning a reconstructor of that name.
 _NEW_FUNCTION = REBUILD_FUNCTION + ":new"
@@ -392,9 +427,14 @@ class _Reader:
 
     def run(self) -> _Sym:
         import pickletools
+        import warnings
 
         try:
-            ops = list(pickletools.genops(self.data))
+            with warnings.catch_warnings():
+                # pickletools decodes protocol-0 strings with escape_decode, which warns about
+                # bad escapes in damaged input: the ValueError below is the answer to that.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                ops = list(pickletools.genops(self.data))
         except Exception as exc:  # genops raises ValueError and friends on bad input
             raise ValueError(f"not a readable pickle: {exc}") from None
         if not ops or ops[-1][0].name != "STOP":
@@ -465,7 +505,8 @@ class _Reader:
                 stack.append(_Seq("tuple", items, items[0].start, end))
             elif name == "DICT":
                 items, mark_pos = pop_mark()
-                stack.append(_Map(list(zip(items[::2], items[1::2])), mark_pos, end))
+                stack.append(_Map(list(zip(items[::2], items[1::2], strict=False)), mark_pos,
+                                     end))
             elif name == "APPEND":
                 value = stack.pop()
                 self._append(stack[-1], [value], end)
@@ -478,7 +519,8 @@ class _Reader:
                 self._setitems(stack[-1], [(key, value)], end)
             elif name == "SETITEMS":
                 items, _ = pop_mark()
-                self._setitems(stack[-1], list(zip(items[::2], items[1::2])), end)
+                self._setitems(stack[-1], list(zip(items[::2], items[1::2], strict=False)),
+                               end)
             elif name == "POP":
                 if stack:
                     stack.pop()
@@ -612,7 +654,7 @@ def _state_fields(state: Any) -> Optional[Dict[str, Any]]:
     if len(items) > len(STATE_FIELDS) or (not items and type(_deref(state)) is not _Seq):
         return None
     fields: Dict[str, Any] = dict.fromkeys(STATE_FIELDS)
-    fields.update(zip(STATE_FIELDS, items))
+    fields.update(zip(STATE_FIELDS, items, strict=False))  # trailing Nones were dropped
     return fields
 
 
@@ -659,7 +701,7 @@ def _describe(s: Any) -> str:
         if rebuild is not None:
             if _unknown(rebuild):
                 return f"unknown reconstructor {_REBUILD}.{rebuild}"
-            return _KNOWN[rebuild.partition(":")[0]]
+            return _describe_rebuilt(rebuild, s)
         f = _deref(s.func)
         args = _items(s.args)
         first = _deref(args[0]) if args else None
@@ -668,15 +710,17 @@ def _describe(s: Any) -> str:
         array = _numpy_array(s)
         if array is not None:
             return array
-        if type(f) is _Glob:
-            if f.module == "builtins":
-                if f.name == "getattr" and len(args) == 2 and type(first) is _Glob and \
-                        type(_lit(args[1])) is str:
-                    return f"{first.module}.{first.name}.{_lit(args[1])}"
-                if f.name in ("set", "frozenset") and len(args) == 1 and \
-                        type(_deref(args[0])) is _Seq:
-                    return f"{f.name} of {len(_deref(args[0]).items)}"
-            return f"{f.module}.{f.name}(...)"
+        if type(f) is _Glob and f.module == "builtins":
+            if f.name == "getattr":
+                named = _callable_name(s)
+                if named is not None:
+                    return named
+            if f.name in ("set", "frozenset") and len(args) == 1 and \
+                    type(_deref(args[0])) is _Seq:
+                return f"{f.name} of {len(_deref(args[0]).items)}"
+        named = _callable_name(f)
+        if named is not None:
+            return f"{named}(...)"
         cls = _instance_class(s)
         if cls is not None and _rebuild_name(cls) == _NEW_CLASS:
             return f"{_class_name(cls)}(...)"  # an instance of a class pickled by value
@@ -684,6 +728,97 @@ def _describe(s: Any) -> str:
     if t is _Opaque:
         return s.what
     return "object"
+
+
+def _describe_rebuilt(rebuild: str, call: _Call) -> str:
+    """What a known reconstructor makes, with the details its arguments give."""
+    parts = _items(call.args)
+    args = [_lit(a) for a in parts]
+    if rebuild == REBUILD_MEMORY and len(args) >= 3:  # (bytes, format, shape, readonly)
+        return f"memoryview {args[1]} {_shape(parts[2])}"
+    if rebuild == REBUILD_FILE_COPY and args and type(args[0]) in (str, bytes):
+        kind, unit = (("io.StringIO", "chars") if type(args[0]) is str
+                      else ("io.BytesIO", "bytes"))
+        return f"{kind} copy of {len(args[0])} {unit}"
+    if rebuild == REBUILD_NEW_TYPE and len(args) >= 4 and type(args[2]) is str:
+        return f"NewType {args[3]}.{args[2]}" if type(args[3]) is str else f"NewType {args[2]}"
+    if rebuild == REBUILD_LRU_CACHE and len(args) >= 2:
+        return f"lru_cache wrapper (maxsize {args[1]})"
+    return _KNOWN[rebuild.partition(":")[0]]
+
+
+def _callable_name(s: Any) -> Optional[str]:
+    """``module.name`` of what a placeholder names: a global, or an attribute of one (or of a
+    module or class) fetched with ``getattr``, as pickles name ``types.MethodType``."""
+    s = _deref(s)
+    if type(s) is _Glob:
+        return f"{s.module}.{s.name}"
+    if type(s) is not _Call:
+        return None
+    f = _deref(s.func)
+    args = _items(s.args)
+    if not (type(f) is _Glob and f.module == "builtins" and f.name == "getattr"
+            and len(args) == 2 and type(_lit(args[1])) is str):
+        return None
+    owner = _deref(args[0])
+    rebuild = _rebuild_name(owner)
+    if rebuild == REBUILD_IMPORT_MODULE and type(_lit(_items(owner.args)[0])) is str:
+        base: Optional[str] = _lit(_items(owner.args)[0])
+    elif rebuild == _NEW_CLASS:
+        base = _class_name(owner)
+    else:
+        base = _callable_name(owner)
+    return None if base is None else f"{base}.{_lit(args[1])}"
+
+
+def _named_reference(s: Any) -> Optional[Tuple[str, str]]:
+    """(``module.name``, module) of an attribute of a module or global fetched with
+    ``getattr`` (``dataclasses.MISSING``, ``builtins.object.__setattr__``): a reference loading
+    resolves by importing, like a global."""
+    s = _deref(s)
+    if type(s) is not _Call or s.instance:
+        return None
+    f = _deref(s.func)
+    args = _items(s.args)
+    if not (type(f) is _Glob and f.module == "builtins" and f.name == "getattr"
+            and len(args) == 2 and type(_lit(args[1])) is str):
+        return None
+    owner = _deref(args[0])
+    if type(owner) is _Glob:
+        return f"{owner.module}.{owner.name}.{_lit(args[1])}", owner.module
+    if _rebuild_name(owner) == REBUILD_IMPORT_MODULE:
+        module = _lit(_items(owner.args)[0]) if _items(owner.args) else None
+        if type(module) is str:
+            return f"{module}.{_lit(args[1])}", module
+    if type(owner) is _Call:
+        inner = _named_reference(owner)
+        if inner is not None:
+            return f"{inner[0]}.{_lit(args[1])}", inner[1]
+    return None
+
+
+# The arguments of well-known constructors as attributes of what they make, so paths through
+# them can be pasted: ``C.prop.fget`` rather than ``C.prop.<arg 0>``. "" passes a mapping's
+# items through (``proxy['k']``).
+_ARG_LABELS: Dict[str, Tuple[str, ...]] = {
+    "builtins.property": (".fget", ".fset", ".fdel", ".__doc__"),
+    "builtins.classmethod": (".__func__",),
+    "builtins.staticmethod": (".__func__",),
+    "functools.cached_property": (".func",),
+    "functools.partial": (".func",),
+    "types.MethodType": (".__func__", ".__self__"),
+    "types.MappingProxyType": ("",),
+    f"{_REBUILD}.{REBUILD_LRU_CACHE}": (".__wrapped__",),  # (func, maxsize, typed)
+    f"{_REBUILD}.{REBUILD_SINGLEDISPATCH}": (".__wrapped__",),  # (func,)
+    f"{_REBUILD}.{REBUILD_NEW_TYPE}": ("", ".__supertype__"),  # (name, supertype, ...)
+    # (kind, name, bound, constraints, flags..., id)
+    f"{_REBUILD}.{REBUILD_MAKE_TYPEVAR}": (".__class__", ".__name__", ".__bound__",
+                                          ".__constraints__"),
+}
+# Reconstructors whose arguments are plain data (bytes, text), summed up in the description.
+_DATA_ONLY = frozenset({REBUILD_MEMORY, REBUILD_FILE_COPY})
+# functools.partial's state: (func, args, keywords, __dict__); func is the argument again.
+_PARTIAL_STATE = ("", ".args", ".keywords", ".__dict__")
 
 
 def _instance_class(call: _Call) -> Any:
@@ -722,13 +857,18 @@ def _numpy_array(call: _Call) -> Optional[str]:
     else:
         return None
     code = _items(_deref(dtype).args)[:1] if type(_deref(dtype)) is _Call else []
-    dims = [_lit(d) for d in _items(shape)]
     text = "numpy.ndarray"
     if code and type(_lit(code[0])) is str:
         text += " " + _lit(code[0])
-    if all(type(d) is int for d in dims):
-        text += " (" + ", ".join(map(str, dims)) + ("," if len(dims) == 1 else "") + ")"
-    return text
+    return f"{text} {_shape(shape)}".rstrip()
+
+
+def _shape(shape: Any) -> str:
+    """A shape tuple as Python writes it, ``(1000,)``; "" when it is not all ints."""
+    dims = [_lit(d) for d in _items(shape)]
+    if not all(type(d) is int for d in dims):
+        return ""
+    return "(" + ", ".join(map(str, dims)) + ("," if len(dims) == 1 else "") + ")"
 
 
 def _numpy_children(call: _Call) -> Optional[List[Tuple[str, Any]]]:
@@ -768,6 +908,7 @@ class _TreeBuilder:
         size = occ.end - occ.start
         rebuild = _rebuild_name(s)
         shared = type(occ) is _Ref or id(s) in self.expanded
+        named = _named_reference(s) if rebuild is None else None
         if rebuild == _NEW_FUNCTION:
             node = Node(path, "function", "function", size)
             self._fill_function(node, s, shared)
@@ -786,6 +927,9 @@ class _TreeBuilder:
             node = Node(path, "reference", "global", size)
             node.name = f"{s.module}.{s.name}"
             node.module = s.module
+        elif named is not None:
+            node = Node(path, "reference", "global", size)
+            node.name, node.module = named
         elif rebuild == REBUILD_CODE:
             node = Node(path, "code", "code", size)
             tag = _lit(_items(s.args)[0]) if _items(s.args) else None
@@ -918,10 +1062,11 @@ class _TreeBuilder:
                     node.children.append(self._node(base, f"{path}.__bases__[{i}]"))
         for key, value in skeleton.items():
             if key not in ("__module__", "__qualname__"):
-                node.children.append(self._node(value, f"{path}.{key}"))
+                node.children.append(self._node(value, _member_path(path, key, value)))
         state = _items(call.setter_state)
         if state:
-            self._expand_map(node, state[0], path, ".{}")
+            for k, v in _items(state[0]):
+                node.children.append(self._node(v, _member_path(path, _lit(k), v)))
 
     def _expand_map(self, node: Node, mapping: Any, path: str, fmt: str) -> None:
         for k, v in _items(mapping):
@@ -941,7 +1086,8 @@ class _TreeBuilder:
             if rebuild in (_NEW_FUNCTION, _NEW_CLASS, REBUILD_MAKE_MODULE,
                            REBUILD_IMPORT_MODULE) or (
                     rebuild is not None and _unknown(rebuild)) or (
-                    type(s) is _Glob and s.module not in _PLUMBING_MODULES):
+                    type(s) is _Glob and s.module not in _PLUMBING_MODULES) or (
+                    _named_reference(s) is not None):
                 found.append((label, occ))
                 continue
             if type(occ) is _Ref or id(s) in seen:
@@ -950,6 +1096,17 @@ class _TreeBuilder:
             for child_label, child in reversed(_data_children(s)):
                 stack.append((label + child_label, child))
         return found
+
+
+def _member_path(cls_path: str, key: Any, value: Any) -> str:
+    """``C.key``, or ``C.__dict__['key']`` where reading the attribute from the class gives
+    something else: staticmethod and classmethod objects unwrap to their function."""
+    v = _deref(value)
+    if type(key) is not str or not key.isidentifier() or (
+            type(v) is _Call and _callable_name(v.func) in ("builtins.staticmethod",
+                                                            "builtins.classmethod")):
+        return f"{cls_path}.__dict__[{key!r}]"
+    return f"{cls_path}.{key}"
 
 
 def _data_children(s: Any) -> List[Tuple[str, Any]]:
@@ -975,22 +1132,48 @@ def _data_children(s: Any) -> List[Tuple[str, Any]]:
         if rebuild == REBUILD_DICT_VIEW:
             out.extend(("", v) for v in _items(s.args)[:1])
             return out
+        if rebuild in _DATA_ONLY:
+            return out
+        if rebuild == REBUILD_SINGLEDISPATCH:
+            # The base function, then the setter's ((cls, impl), ...) registrations.
+            out.extend((".__wrapped__", v) for v in _items(s.args)[:1])
+            state = _items(s.setter_state)
+            for i, pair in enumerate(_items(state[0]) if state else ()):
+                cls, impl = (_items(pair) + [None, None])[:2]
+                key = _callable_name(cls)  # None for a class pickled by value
+                if key is not None and key.startswith("builtins."):
+                    key = key[len("builtins."):]
+                if key is None:
+                    out.append((f".<registered {i}>", pair))
+                else:
+                    out.append((f".registry[{key}]", impl))
+            if len(state) > 1:
+                out.extend(_state_parts(state[1]))
+            return out
         array = _numpy_children(s)
         if array is not None:
             return array
         f = _deref(s.func)
-        if s.instance:
-            out.append((".__class__", s.func))
-        elif not (type(f) is _Glob and f.module in _PLUMBING_MODULES):
-            out.append((".<constructor>", s.func))
+        named = _callable_name(f)
+        if s.instance or _rebuild_name(f) == _NEW_CLASS:
+            out.append((".__class__", s.func))  # calling a class makes one of its instances
+        elif not (type(f) is _Glob and f.module in _PLUMBING_MODULES) and named is None:
+            out.append((".<constructor>", s.func))  # (a named callable is in the description)
+        labels = _ARG_LABELS.get(named or "", ())
         for i, v in enumerate(_items(s.args)):
             if i == 0 and type(f) is _Glob and f.module == "copyreg":
                 if type(_deref(v)) is not _Glob:  # a Glob is named in the description
                     out.append((".__class__", v))
                 continue
-            out.append((f".<arg {i}>", v))
-        for label, part in _state_parts(s.state):
-            out.append((label, part))
+            out.append((labels[i] if i < len(labels) else f".<arg {i}>", v))
+        state = _deref(s.state)
+        if named == "functools.partial" and type(state) is _Seq and \
+                len(state.items) == len(_PARTIAL_STATE):
+            pairs = zip(_PARTIAL_STATE, state.items, strict=True)
+            out.extend((label, part) for label, part in pairs if label)
+        else:
+            for label, part in _state_parts(s.state):
+                out.append((label, part))
         out.extend((f"[{i}]", v) for i, v in enumerate(s.items))
         out.extend((_key_label(k, i), v) for i, (k, v) in enumerate(s.setitems))
     return out

@@ -373,6 +373,12 @@ def _tolerance(value: Optional[float]) -> float:
 def main(argv: Optional[List[str]] = None) -> int:
     """Exit status: 0 fine, 1 a regression (``--check``), 2 cannot measure (usage, no valgrind,
     no compiled core, a child failed)."""
+    from .runner import quiet_broken_pipe
+
+    return quiet_broken_pipe(lambda: _main(argv))
+
+
+def _main(argv: Optional[List[str]]) -> int:
     args = _parser().parse_args(argv)
     try:
         names = _choose(args.workloads, list(CORE_BY_NAME), "workload(s)")

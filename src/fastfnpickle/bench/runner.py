@@ -582,12 +582,31 @@ def _command(argv: Optional[List[str]]) -> str:
     return " ".join(["python -m fastfnpickle bench"] + [shlex.quote(a) for a in args])
 
 
+def quiet_broken_pipe(run: Callable[[], int]) -> int:
+    """``run()``, but a reader that leaves early (``| head``) ends it quietly, status 141."""
+    try:
+        return run()
+    except BrokenPipeError:
+        # The interpreter flushes stdout again on exit and would report the pipe then.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass  # stdout is no real file (replaced in-process): nothing flushes it later
+        return 141  # 128 + SIGPIPE, as a shell reports it
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``python -m fastfnpickle bench``; returns the exit status.
 
     Exit status 1 means a fastfnpickle target failed a workload (an error row), 2 a usage
     error.
     """
+    return quiet_broken_pipe(lambda: _main(argv))
+
+
+def _main(argv: Optional[List[str]]) -> int:
     args = _parser().parse_args(argv)
     if args.list:
         for w in WORKLOADS.values():
