@@ -221,7 +221,8 @@ cpdef CodeInfo code_info(object code):
     cdef list chains = []
     cdef bint has_sets = _scan_code(code, names, chains, set(), set())
     filename = code.co_filename
-    if has_sets or FASTFNPICKLE_GIL_DISABLED or type(filename) is not str:
+    if (has_sets or FASTFNPICKLE_GIL_DISABLED or type(filename) is not str
+            or not _exact_str_filenames(<PyObject*>code)):
         data = _seal(_marshal_dumps(_portable(code, filename, has_sets), 2))
     else:
         data = _seal(_marshal_blanked(code, filename))
@@ -379,6 +380,20 @@ cdef object _portable(object value, object filename, bint sort_sets):
         if t is tuple:
             return tuple([_portable(v, filename, True) for v in value])
     return value
+
+
+cdef bint _exact_str_filenames(PyObject* code):
+    # A str subclass could run Python code from __eq__ while names are swapped out.
+    cdef _CodeStruct* co = <_CodeStruct*>code
+    cdef PyObject* c
+    cdef Py_ssize_t i
+    if type(<object>co.co_filename) is not str:
+        return False
+    for i in range(PyTuple_GET_SIZE(<object>co.co_consts)):
+        c = PyTuple_GET_ITEM(<object>co.co_consts, i)
+        if _type_of(c) is <PyTypeObject*>_CodeType and not _exact_str_filenames(c):
+            return False
+    return True
 
 
 cdef list _blank_filenames(PyObject* code, object filename, object blank, list swapped):
