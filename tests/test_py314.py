@@ -391,3 +391,21 @@ def test_scanner_finds_the_globals_dis_finds(impl) -> None:
                                                           else code.co_name)
             checked += 1
     assert checked > 200
+
+
+@needs_314
+def test_error_path_through_annotate_without_evaluating_it(impl) -> None:
+    """The failure note walks what the pickle carries: a function's __annotate__, never
+    __annotations__ (which would raise NameError for the forward reference here)."""
+    import threading
+
+    ns: dict = {"__name__": "ffp_annotate_errors", "LOCK": threading.Lock()}
+    exec("class Box:\n"
+         "    lock = LOCK\n"
+         "def f(x: Box) -> Later:\n"
+         "    return x\n", ns)
+    with pytest.raises(TypeError) as info:
+        impl.dumps(ns["f"])
+    notes = getattr(info.value, "__notes__", [])
+    assert notes and notes[0] == ("pickling failed at f.__annotate__.__globals__['Box'].lock "
+                                  "(type: _thread.lock)"), notes

@@ -9,8 +9,10 @@ Such code can only come from damaged or forged bytes; refuse it before anything 
 """
 
 import opcode
+import sys
 from pickle import UnpicklingError
 from types import CodeType
+from typing import Any
 
 _op = opcode.opmap
 _FORBIDDEN_NAMES = ("ENTER_EXECUTOR", "INSTRUMENTED_LINE", "INSTRUMENTED_INSTRUCTION")
@@ -50,13 +52,13 @@ def _cache_sizes() -> bytes:
 CACHE_SIZES: bytes = _cache_sizes() if FORBIDDEN_OPS else bytes(256)
 
 
-def _first_forbidden(raw: bytes) -> int:
-    """The first forbidden opcode at an instruction position of ``raw``, or -1."""
+def _first_forbidden(raw: bytes, ops: bytes = FORBIDDEN_OPS) -> int:
+    """The first opcode of ``ops`` at an instruction position of ``raw``, or -1."""
     n = len(raw)
     i = 0
     while i < n:
         op = raw[i]
-        if op in FORBIDDEN_OPS:
+        if op in ops:
             return op
         i += 2 + 2 * CACHE_SIZES[op]
     return -1
@@ -80,3 +82,118 @@ def check_loadable(code: CodeType) -> None:
     for const in code.co_consts:
         if type(const) is CodeType:
             check_loadable(const)
+
+
+# 3.12 and 3.13 crash inside marshal.loads itself on the instrumentation opcodes (building the
+# code object walks its bytecode), so there the marshal bytes are checked before loading.
+PRELOAD_OPS: bytes = bytes(sorted(
+    op for op in FORBIDDEN_OPS
+    if sys.version_info[:2] in ((3, 12), (3, 13)) and opcode.opname[op].startswith("INSTRUMENTED")
+))
+
+_FLAG_REF = 0x80
+_ATOMS = {ord(c): 0 for c in "0NFTS."}
+_ATOMS.update({ord("i"): 4, ord("g"): 8, ord("y"): 16})
+_SIZED = frozenset(ord(c) for c in "stuaA")        # int32 length, then the bytes
+_SHORT_SIZED = frozenset(ord(c) for c in "zZf")     # one-byte length, then the bytes
+_SEQUENCES = frozenset(ord(c) for c in "([<>")      # int32 count, then the items
+
+
+class _Stream:
+    __slots__ = ("data", "pos", "refs")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+        self.refs: list = []
+
+    def take(self, n: int) -> bytes:
+        end = self.pos + n
+        if n < 0 or end > len(self.data):
+            raise ValueError("truncated")
+        chunk = self.data[self.pos:end]
+        self.pos = end
+        return chunk
+
+    def int32(self) -> int:
+        return int.from_bytes(self.take(4), "little", signed=True)
+
+
+def _walk(s: _Stream, depth: int = 0) -> Any:
+    """Read one marshalled object, checking the bytecode of every code object; returns the
+    payload of a bytes object (for references to it), else None."""
+    if depth > 200:
+        raise ValueError("nested too deeply")
+    code = s.take(1)[0]
+    flag = code & _FLAG_REF
+    code &= ~_FLAG_REF
+    slot = -1
+    if flag:
+        slot = len(s.refs)
+        s.refs.append(None)
+    value = None
+    if code in _ATOMS:
+        s.take(_ATOMS[code])
+    elif code == ord("l"):
+        s.take(2 * abs(s.int32()))
+    elif code in _SIZED:
+        value = s.take(s.int32())
+    elif code in _SHORT_SIZED:
+        s.take(s.take(1)[0])
+    elif code == ord("x"):
+        s.take(s.take(1)[0])
+        s.take(s.take(1)[0])
+    elif code in _SEQUENCES or code == ord(")"):
+        n = s.take(1)[0] if code == ord(")") else s.int32()
+        for _ in range(n):
+            _walk(s, depth + 1)
+    elif code == ord("{"):
+        while s.data[s.pos:s.pos + 1] not in (b"0", b""):
+            _walk(s, depth + 1)
+            _walk(s, depth + 1)
+        s.take(1)
+    elif code == ord(":"):
+        for _ in range(3):
+            _walk(s, depth + 1)
+    elif code == ord("r"):
+        index = s.int32()
+        if not 0 <= index < len(s.refs):
+            raise ValueError("bad reference")
+        value = s.refs[index]
+    elif code == ord("c"):
+        s.take(20)  # argcount, posonlyargcount, kwonlyargcount, stacksize, flags
+        raw = _walk(s, depth + 1)
+        if type(raw) is bytes:
+            found = _first_forbidden(raw, PRELOAD_OPS)
+            if found >= 0:
+                raise UnpicklingError(
+                    f"corrupt code object in pickle: it holds opcode {found} "
+                    f"({opcode.opname[found]}), which no marshalled code contains")
+        for _ in range(7):  # consts, names, localsplus names and kinds, file, name, qualname
+            _walk(s, depth + 1)
+        s.take(4)  # firstlineno
+        _walk(s, depth + 1)  # line table
+        _walk(s, depth + 1)  # exception table
+    else:
+        raise ValueError(f"unknown marshal type {code!r}")
+    if slot >= 0:
+        s.refs[slot] = value
+    return value
+
+
+def check_marshal(data: Any) -> None:
+    """Before ``marshal.loads`` on 3.12/3.13: refuse marshal bytes whose code objects hold an
+    opcode that crashes the interpreter while the code object is built. Bytes this check
+    cannot follow are left to marshal, which refuses them itself."""
+    if not PRELOAD_OPS:
+        return
+    data = bytes(data)
+    for op in PRELOAD_OPS:
+        if op in data:  # otherwise no such byte anywhere: nothing to look at
+            break
+    else:
+        return
+    try:
+        _walk(_Stream(data))
+    except (ValueError, IndexError, OverflowError, RecursionError):
+        pass

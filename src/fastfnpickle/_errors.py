@@ -21,6 +21,7 @@ from types import CellType, FunctionType, GetSetDescriptorType, MemberDescriptor
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ._format import (
+    FIELD_ANNOTATIONS,
     FIELD_CAPTURED,
     FIELD_EMPTY_CELLS,
     FIELD_MODULES,
@@ -470,8 +471,13 @@ def _function_children(func: FunctionType, rv: Any) -> Iterator[Child]:
             continue
         yield _CellStep(i, freevars[i] if i < len(freevars) else None), value
     yield ("", ".__doc__"), func.__doc__
-    for k, v in (func.__annotations__ or {}).items():
-        yield ("", f".__annotations__[{k!r}]"), v
+    # What the pickle carries: reading func.__annotations__ would run a 3.14+ __annotate__.
+    annotations = fields.get(FIELD_ANNOTATIONS)
+    if type(annotations) is dict:
+        for k, v in annotations.items():
+            yield ("", f".__annotations__[{k!r}]"), v
+    elif annotations is not None:
+        yield ("", ".__annotate__"), annotations
     for k, v in func.__dict__.items():
         yield _attr_step(func, k, v), v
     for i, tp in enumerate(getattr(func, "__type_params__", None) or ()):

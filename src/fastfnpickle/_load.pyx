@@ -41,7 +41,8 @@ cdef extern from *:
 from pickle import UnpicklingError
 from types import CellType, CodeType, FunctionType
 
-from ._codecheck import FORBIDDEN_OPS as _FORBIDDEN_OPS, check_loadable as _check_loadable
+from ._codecheck import (FORBIDDEN_OPS as _FORBIDDEN_OPS, PRELOAD_OPS as _PRELOAD_OPS,
+                         check_loadable as _check_loadable, check_marshal as _check_marshal)
 from ._deferred import HAS_ANNOTATE as _HAS_ANNOTATE
 from ._names import intern_items, intern_keys
 from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, SLICE_MARK, crc32_table
@@ -58,6 +59,7 @@ cdef object _marshal_loads = marshal.loads
 cdef dict _CODE_CACHE = {}
 # No opcode to refuse on this version (before 3.12): skip the Python-level call per code object.
 cdef bint _CHECK_LOADABLE = len(_FORBIDDEN_OPS) > 0
+cdef bint _CHECK_MARSHAL = len(_PRELOAD_OPS) > 0
 cdef Py_ssize_t _CODE_CACHE_MAX = 512
 
 # CRC-32 (zlib's polynomial, bit-reflected), table-driven in C: zlib.crc32 on a memoryview
@@ -109,6 +111,8 @@ cdef object _unmarshal_sealed(object data):
                             | (<uint32_t>p[3] << 24))
     if _crc32(p + 4, n) != stored:
         raise UnpicklingError("corrupt code object in pickle: checksum mismatch (damaged bytes)")
+    if _CHECK_MARSHAL:
+        _check_marshal(data[4:])  # 3.12/3.13: some forged bytecode crashes marshal.loads itself
     # (Raises the same "marshal.loads" audit event as marshal.loads.)
     try:
         return PyMarshal_ReadObjectFromString(<const char*>(p + 4), n)

@@ -12,7 +12,7 @@ from pickle import UnpicklingError
 from types import CellType, CodeType, FunctionType
 from typing import Any, Dict, Optional, Tuple, Union
 
-from ._codecheck import check_loadable as _check_loadable
+from ._codecheck import check_loadable as _check_loadable, check_marshal as _check_marshal
 from ._deferred import HAS_ANNOTATE as _HAS_ANNOTATE
 from ._names import intern_items, intern_keys
 from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, SLICE_MARK, unseal
@@ -61,6 +61,7 @@ def code(tag: str, data: bytes, filename: Any) -> CodeType:
             f"Python {CODE_TAG}, and bytecode only loads on the minor version that made it"
         )
     body = unseal(data)
+    _check_marshal(body)  # 3.12/3.13: some forged bytecode crashes marshal.loads itself
     try:
         result = marshal.loads(body)
     except (ValueError, EOFError, TypeError) as exc:

@@ -1033,7 +1033,9 @@ class _TreeBuilder:
                 node.children.append(cell)
         annotations = state[FIELD_ANNOTATIONS]
         if annotations is not None and type(_deref(annotations)) is not _Lit:
-            node.children.append(self._node(annotations, path + ".__annotations__"))
+            # A dict, or on 3.14+ the __annotate__ function that computes it (_deferred.py).
+            label = ".__annotations__" if type(_deref(annotations)) is _Map else ".__annotate__"
+            node.children.append(self._node(annotations, path + label))
         for k, v in _items(state[FIELD_ATTRS]):
             node.children.append(self._node(v, f"{path}.{_lit(k)}"))
         extra = _items(state[FIELD_EXTRA])
