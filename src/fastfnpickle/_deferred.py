@@ -1,4 +1,7 @@
-"""Deferred annotations (PEP 649/749, Python 3.14+) and class-namespace cells, for both twins.
+"""What Python 3.14 and 3.15 changed in what a function holds, shared by both twins.
+
+Deferred annotations (PEP 649/749, 3.14+), class-namespace cells, explicit lazy imports
+(PEP 810, 3.15) and ``frozendict`` globals (3.15).
 
 On 3.14+ a function or class keeps the *function* that computes its annotations
 (``__annotate__``) instead of a dict; reading ``__annotations__`` runs it, which raises
