@@ -14,7 +14,6 @@ Features an interpreter lacks are skipped with the reason.
 import sys
 
 import pytest
-
 from _fresh import cloudpickle_roundtrip, produce, roundtrip
 
 needs_314 = pytest.mark.skipif(sys.version_info < (3, 14),

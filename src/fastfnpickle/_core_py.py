@@ -426,7 +426,7 @@ def _trimmed(state: tuple) -> tuple:
 def _closure_parts(pickler: "Pickler", func: FunctionType, closure: tuple) -> tuple:
     """The closure argument (cell count, or cells shared with earlier functions) and values."""
     seen = pickler._closure_cells
-    values = []
+    values: List[Any] = []
     empties: Optional[List[int]] = None
     shared: Optional[List[Any]] = None
     i = 0

@@ -19,6 +19,7 @@ hash order. A pickle carries a snapshot of the entries each function reads inste
 """
 
 import __future__
+
 import pickle
 import sys
 import types
