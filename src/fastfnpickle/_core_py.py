@@ -14,11 +14,16 @@ from pickle import PicklingError
 from types import CellType, CodeType, FunctionType, ModuleType
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
+from . import _annotations, _classes, _deferred, _errors, _modules, _rebuild, _reducers, _wrappers
 from . import _bytecode as B
-from . import _annotations, _classes, _errors, _modules, _rebuild, _reducers, _wrappers
-from . import _deferred
-from ._format import (CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, SLICE_MARK,
-                      PicklingRecursionError, seal)
+from ._format import (
+    CODE_TAG,
+    CODE_TAG_SETS,
+    FROZENSET_MARK,
+    SLICE_MARK,
+    PicklingRecursionError,
+    seal,
+)
 
 DEFAULT_PROTOCOL: int = pickle.HIGHEST_PROTOCOL
 
@@ -440,7 +445,8 @@ def _closure_parts(pickler: "Pickler", func: FunctionType, closure: tuple) -> tu
         if not empty and type(value) is dict and \
                 func.__code__.co_freevars[i] == _deferred.CLASSDICT_CELL:
             # A class namespace read by annotation code: a cell of its own (not shared).
-            values.append(_deferred.classdict_snapshot(pickler, value, code_info(func.__code__).names))
+            names = code_info(func.__code__).names
+            values.append(_deferred.classdict_snapshot(pickler, value, names))
             i += 1
             continue
         key = id(cell)

@@ -12,10 +12,11 @@ from pickle import UnpicklingError
 from types import CellType, CodeType, FunctionType
 from typing import Any, Dict, Optional, Tuple, Union
 
-from ._codecheck import check_loadable as _check_loadable, check_marshal as _check_marshal
+from ._codecheck import check_loadable as _check_loadable
+from ._codecheck import check_marshal as _check_marshal
 from ._deferred import HAS_ANNOTATE as _HAS_ANNOTATE
-from ._names import intern_items, intern_keys
 from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, SLICE_MARK, unseal
+from ._names import intern_items, intern_keys
 
 # Code objects already unmarshalled, by their bytes: loading the same task function again and
 # again (the Ray/Dask pattern) skips marshal. Code objects are immutable, so sharing is safe.
