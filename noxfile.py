@@ -268,7 +268,13 @@ class Report:
             fn()
             status = "ok"
         except nox.command.CommandFailed as exc:
-            status = f"FAILED ({exc.reason or 'command failed'})"
+            code = getattr(exc, "return_code", None)
+            if isinstance(code, int) and (code < 0 or code > 128):
+                # Killed by a signal (139 = 128 + SIGSEGV): say so, it is not a test failure.
+                signo = -code if code < 0 else code - 128
+                status = f"FAILED (the interpreter CRASHED: signal {signo}, exit {code})"
+            else:
+                status = f"FAILED ({exc.reason or 'command failed'})"
         finally:
             self._record(name, start, status, junit)
         return status == "ok"

@@ -210,8 +210,11 @@ def test_closure_cells_name_their_variables(impl: Impl) -> None:
     tag = CODE_TAG.encode()
     foreign = data.replace(b"\x8c" + bytes([len(tag)]) + tag,
                            b"\x8c" + bytes([len(tag)]) + other.encode())
-    cell = child(explain_bytes(foreign).tree, "obj.__closure__[0].cell_contents")
-    assert cell.variable is None and cell.type == "list of 5000"
+    # (The root keeps its name where the qualname travels in the state, as on 3.10.)
+    cells = [c for c in explain_bytes(foreign).tree.children
+             if c.path.endswith(".__closure__[0].cell_contents")]
+    assert len(cells) == 1
+    assert cells[0].variable is None and cells[0].type == "list of 5000"
     load_in_subprocess(data, """
         assert obj.__code__.co_freevars == ("big2", "scale", "unused")
         assert obj.__closure__[0].cell_contents[4] * obj.__closure__[1].cell_contents == 12

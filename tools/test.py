@@ -149,8 +149,9 @@ def summarize(sid_line: str, full_run: bool, wall: float, nox_rc: int) -> int:
             pass
         python = detail.get("python", "?")
         source = detail.get("source", "")
+        # nox calls a session that ends in session.error() "aborted": for us that is a failure.
         label = {"success": "PASS", "failed": "FAIL", "skipped": "SKIPPED",
-                 "aborted": "ABORTED"}.get(result, result.upper())
+                 "aborted": "FAIL"}.get(result, result.upper())
         took = sess.get("duration") or detail.get("seconds") or 0.0
         what = f"Python {python} ({source})" if detail else (sess.get("reason") or "")
         log(f"  {name:<12} {label:<7} {what}  {fmt(float(took))}")
@@ -159,7 +160,9 @@ def summarize(sid_line: str, full_run: bool, wall: float, nox_rc: int) -> int:
         for step in detail.get("passes", []):
             counts, failures = junit_counts(step.get("junit"))
             extra = ""
-            if step.get("junit"):
+            if step.get("junit") and not os.path.exists(step["junit"]):
+                extra = "  (no junit report: pytest did not finish)"
+            elif step.get("junit"):
                 # junit counts test cases; pytest's own line also counts failed subtests.
                 extra = (f"  cases: {counts['passed']} passed, "
                          f"{counts['failed'] + counts['errors']} failed, "

@@ -29,6 +29,14 @@ def format_ratio(ratio: Optional[float]) -> str:
     return f"{ratio:.3f}x"
 
 
+def format_size_ratio(ratio: Optional[float]) -> str:
+    """Like :func:`format_ratio`, with a third decimal near 1 ("at most cloudpickle's size"
+    must not round to a tie)."""
+    if ratio is not None and 0.95 <= ratio < 1.05 and ratio != 1.0:
+        return f"{ratio:.3f}x"
+    return format_ratio(ratio)
+
+
 def format_size(row: Dict[str, Any]) -> str:
     if row.get("size") is None:
         return ""
@@ -53,7 +61,7 @@ def _cells(row: Dict[str, Any], op: str) -> List[str]:
     return [format_time(timing["median_s"]), format_ratio(timing.get("ratio_cloudpickle")),
             format_ratio(timing.get("ratio_pickle")), _floor_ratio(timing),
             format_size(row) if dumps else "",
-            format_ratio(row.get("size_ratio_cloudpickle")) if dumps else "", ""]
+            format_size_ratio(row.get("size_ratio_cloudpickle")) if dumps else "", ""]
 
 
 def _floor_ratio(timing: Dict[str, Any]) -> str:
@@ -153,7 +161,7 @@ def floor_summary(result: Dict[str, Any]) -> List[List[str]]:
                         format_ratio((row.get("dumps") or {}).get("ratio_floor")),
                         format_ratio((row.get("loads") or {}).get("ratio_floor")),
                         format_size(row), cp_size,
-                        format_ratio(row.get("size_ratio_cloudpickle"))])
+                        format_size_ratio(row.get("size_ratio_cloudpickle"))])
     return out
 
 
