@@ -307,7 +307,7 @@ cdef bint _is_by_reference(object func, object qualname, object registered) exce
     if module is NULL:
         return False
     obj = <object>module
-    for part in qualname.split("."):
+    for part in _deferred.qualname_path(qualname):  # 3.15+: private names mangled
         obj = getattr(obj, part, None)
         if obj is None:
             return False

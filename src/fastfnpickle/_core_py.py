@@ -253,7 +253,7 @@ def _is_by_reference(func: FunctionType, registered: FrozenSet[str]) -> bool:
     if module is None:
         return False
     obj: Any = module
-    for part in qualname.split("."):
+    for part in _deferred.qualname_path(qualname):  # 3.15+: private names mangled
         obj = getattr(obj, part, None)
         if obj is None:
             return False
