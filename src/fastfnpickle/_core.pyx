@@ -20,6 +20,31 @@ from cpython.object cimport PyObject, PyTypeObject, Py_TPFLAGS_HEAPTYPE
 from cpython.dict cimport PyDict_GetItem, PyDict_GetItemWithError
 from cpython.type cimport PyType_Check
 from cpython.module cimport PyModule_Check
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
+from libc.stdint cimport uint32_t
+from libc.string cimport memcpy
+from cpython.ref cimport Py_INCREF, Py_DECREF
+from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM
+
+cdef extern from "Python.h":
+    # Only the fields _marshal_blanked touches; the C compiler finds them by name.
+    ctypedef struct _CodeStruct "PyCodeObject":
+        PyObject* co_consts
+        PyObject* co_filename
+    PyTypeObject* _type_of "Py_TYPE"(PyObject* o)
+
+cdef extern from "marshal.h":
+    bytes PyMarshal_WriteObjectToString(object value, int version)
+
+cdef extern from *:
+    """
+    #ifdef Py_GIL_DISABLED
+    #define FASTFNPICKLE_GIL_DISABLED 1
+    #else
+    #define FASTFNPICKLE_GIL_DISABLED 0
+    #endif
+    """
+    const int FASTFNPICKLE_GIL_DISABLED
 
 cdef extern from "Python.h":
     # Field names are the same on 3.10-3.15; Cython emits them by name, the C compiler does the
@@ -54,7 +79,7 @@ from . import _deferred
 from ._deferred import CLASSDICT_CELL as _CLASSDICT_CELL_NAME, classdict_snapshot as _classdict_snapshot
 from . import _annotations, _classes, _errors, _modules, _rebuild, _reducers, _wrappers
 from ._format import (CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, SLICE_MARK,
-                      PicklingRecursionError, seal)
+                      PicklingRecursionError, crc32_table)
 
 DEFAULT_PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -133,6 +158,58 @@ cdef class CodeInfo:
 cdef dict _CODE_CACHE = {}
 cdef Py_ssize_t _CODE_CACHE_MAX = 4096
 
+# ``_format.seal`` in C (same CRC code as _load.pyx): the Python version's call, slice and concat
+# cost more than the marshalling of a small lambda.
+cdef uint32_t _CRC_TABLES[8][256]
+
+
+cdef void _init_crc_tables():
+    # Slicing-by-8: eight bytes per step through eight derived tables.
+    cdef int i = 0, k
+    for value in crc32_table():
+        _CRC_TABLES[0][i] = <uint32_t>value
+        i += 1
+    for k in range(1, 8):
+        for i in range(256):
+            _CRC_TABLES[k][i] = ((_CRC_TABLES[k - 1][i] >> 8)
+                                 ^ _CRC_TABLES[0][_CRC_TABLES[k - 1][i] & 0xFF])
+
+
+_init_crc_tables()
+
+
+cdef inline uint32_t _crc32(const unsigned char* p, Py_ssize_t n) noexcept:
+    cdef uint32_t crc = 0xFFFFFFFF
+    cdef uint32_t one
+    while n >= 8:
+        one = crc ^ (<uint32_t>p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16)
+                     | (<uint32_t>p[3] << 24))
+        crc = (_CRC_TABLES[7][one & 0xFF] ^ _CRC_TABLES[6][(one >> 8) & 0xFF]
+               ^ _CRC_TABLES[5][(one >> 16) & 0xFF] ^ _CRC_TABLES[4][one >> 24]
+               ^ _CRC_TABLES[3][p[4]] ^ _CRC_TABLES[2][p[5]] ^ _CRC_TABLES[1][p[6]]
+               ^ _CRC_TABLES[0][p[7]])
+        p += 8
+        n -= 8
+    while n > 0:
+        crc = _CRC_TABLES[0][(crc ^ p[0]) & 0xFF] ^ (crc >> 8)
+        p += 1
+        n -= 1
+    return crc ^ 0xFFFFFFFF
+
+
+cdef bytes _seal(bytes body):
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(body)
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(body)
+    cdef uint32_t crc = _crc32(p, n)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, n + 4)
+    cdef unsigned char* q = <unsigned char*>PyBytes_AS_STRING(out)
+    q[0] = crc & 0xFF
+    q[1] = (crc >> 8) & 0xFF
+    q[2] = (crc >> 16) & 0xFF
+    q[3] = (crc >> 24) & 0xFF
+    memcpy(q + 4, p, n)
+    return out
+
 
 cpdef CodeInfo code_info(object code):
     """The cached :class:`CodeInfo` of ``code``."""
@@ -144,7 +221,11 @@ cpdef CodeInfo code_info(object code):
     cdef list chains = []
     cdef bint has_sets = _scan_code(code, names, chains, set(), set())
     filename = code.co_filename
-    data = seal(_marshal_dumps(_portable(code, filename, has_sets), 2))
+    if (has_sets or FASTFNPICKLE_GIL_DISABLED or type(filename) is not str
+            or not _exact_str_filenames(<PyObject*>code)):
+        data = _seal(_marshal_dumps(_portable(code, filename, has_sets), 2))
+    else:
+        data = _seal(_marshal_blanked(code, filename))
     cdef CodeInfo info = CodeInfo(CODE_TAG_SETS if has_sets else CODE_TAG, data, filename,
                                   tuple(names), tuple(chains), _derived_doc(code))
     if len(_CODE_CACHE) >= _CODE_CACHE_MAX:
@@ -173,6 +254,15 @@ cdef inline object _name_at(object code, tuple co_names, unsigned int i):
     return co_names[i]
 
 
+cdef object _PENDING = object()  # see the twin
+
+
+cdef object _local_head(object code, object kind, unsigned int arg):
+    if kind is _HEAD_FAST:
+        return (kind, code.co_varnames[arg])
+    return (kind, _deref_name(code, arg))
+
+
 cdef bint _scan_code(object code, list names, list chains, set seen_names,
                      set seen_chains, bint top=True) except -1:
     cdef bytes co = code.co_code
@@ -183,6 +273,8 @@ cdef bint _scan_code(object code, list names, list chains, set seen_names,
     cdef int op
     cdef unsigned int arg, ext = 0
     cdef object head = None
+    cdef object pending_kind = None
+    cdef unsigned int pending_arg = 0
     cdef list attrs = []
     cdef object name
     # Parameters come first among the locals; only the outermost code's have known values.
@@ -199,10 +291,14 @@ cdef bint _scan_code(object code, list names, list chains, set seen_names,
             continue
         if op == _LOAD_ATTR:
             if head is not None:
+                if head is _PENDING:
+                    head = _local_head(code, pending_kind, pending_arg)
                 attrs.append(_name_at(code, co_names, arg >> _LOAD_ATTR_SHIFT))
             continue
         if op == _LOAD_METHOD:
             if head is not None:
+                if head is _PENDING:
+                    head = _local_head(code, pending_kind, pending_arg)
                 attrs.append(_name_at(code, co_names, arg))
             continue
         if head is not None:
@@ -220,15 +316,21 @@ cdef bint _scan_code(object code, list names, list chains, set seen_names,
             name = _name_at(code, co_names, arg)
         elif op == _LOAD_FAST or op == _LOAD_FAST_CHECK or op == _LOAD_FAST_BORROW:
             if arg < nparams:
-                head = (_HEAD_FAST, code.co_varnames[arg])
+                head = _PENDING
+                pending_kind = _HEAD_FAST
+                pending_arg = arg
             continue
         elif op == _LOAD_FAST_LOAD_FAST or op == _LOAD_FAST_BORROW_LOAD_FAST_BORROW:
             if (arg & 15) < nparams:  # the second local is the one an attribute applies to
-                head = (_HEAD_FAST, code.co_varnames[arg & 15])
+                head = _PENDING
+                pending_kind = _HEAD_FAST
+                pending_arg = arg & 15
             continue
         elif (op == _LOAD_DEREF or op == _LOAD_CLASSDEREF
               or op == _LOAD_FROM_DICT_OR_DEREF):
-            head = (_HEAD_DEREF, _deref_name(code, arg))
+            head = _PENDING
+            pending_kind = _HEAD_DEREF
+            pending_arg = arg
             continue
         else:
             continue
@@ -278,6 +380,64 @@ cdef object _portable(object value, object filename, bint sort_sets):
         if t is tuple:
             return tuple([_portable(v, filename, True) for v in value])
     return value
+
+
+cdef bint _exact_str_filenames(PyObject* code):
+    # A str subclass could run Python code from __eq__ while names are swapped out.
+    cdef _CodeStruct* co = <_CodeStruct*>code
+    cdef PyObject* c
+    cdef Py_ssize_t i
+    if type(<object>co.co_filename) is not str:
+        return False
+    for i in range(PyTuple_GET_SIZE(<object>co.co_consts)):
+        c = PyTuple_GET_ITEM(<object>co.co_consts, i)
+        if _type_of(c) is <PyTypeObject*>_CodeType and not _exact_str_filenames(c):
+            return False
+    return True
+
+
+cdef list _blank_filenames(PyObject* code, object filename, object blank, list swapped):
+    cdef _CodeStruct* co = <_CodeStruct*>code
+    cdef PyObject* c
+    cdef Py_ssize_t i
+    if <object>co.co_filename == filename:
+        swapped.append(<object>co.co_filename)  # holds the reference the struct gave up
+        swapped.append(<object>code)
+        Py_INCREF(blank)
+        co.co_filename = <PyObject*>blank
+    for i in range(PyTuple_GET_SIZE(<object>co.co_consts)):
+        c = PyTuple_GET_ITEM(<object>co.co_consts, i)
+        if _type_of(c) is <PyTypeObject*>_CodeType:
+            _blank_filenames(c, filename, blank, swapped)
+    return swapped
+
+
+cdef void _restore_filenames(list swapped) noexcept:
+    cdef Py_ssize_t i
+    cdef _CodeStruct* co
+    cdef PyObject* blank
+    for i in range(len(swapped) - 2, -1, -2):
+        co = <_CodeStruct*>(<PyObject*>swapped[i + 1])
+        blank = co.co_filename
+        Py_INCREF(swapped[i])
+        co.co_filename = <PyObject*>swapped[i]
+        Py_DECREF(<object>blank)
+
+
+cdef bytes _marshal_blanked(object code, str filename):
+    """``marshal.dumps(_portable(code, filename, False), 2)`` without building the blanked
+    copies: the file name is swapped out of the code objects themselves for the duration of
+    the marshal call, then put back. Nothing else can observe the swap: marshal runs no
+    Python code and allocates no GC-tracked object (so no collection, no finalizer, no
+    GIL release) between the two swaps, and builds without a GIL take the copying path.
+    (An audit hook on "marshal.dumps" runs inside and sees the blank name, as it saw the
+    blanked copy before; it must not hand the code object to another thread meanwhile.)"""
+    cdef list swapped = []
+    try:
+        _blank_filenames(<PyObject*>code, filename, "", swapped)
+        return PyMarshal_WriteObjectToString(code, 2)
+    finally:
+        _restore_filenames(swapped)
 
 
 cdef bint _has_code(tuple consts):
@@ -467,10 +627,11 @@ cdef object reduce_function(object pickler, object func):
         attrs or None,
         extra,
     ))
-    return (_FUNCTION,
-            (info.tag, info.data, info.filename, _globals_token(pickler._tokens, gdict),
-             closure_arg),
-            state, None, None, _FUNCTION)
+    args = (info.tag, info.data, info.filename, _globals_token(pickler._tokens, gdict),
+            closure_arg)
+    if not state:
+        return (_FUNCTION, args)
+    return (_FUNCTION, args, state, None, None, _FUNCTION)
 
 
 cdef object _boxed_module(object module, object globals_name):

@@ -108,6 +108,15 @@ def _name_at(code: CodeType, co_names: Tuple[str, ...], i: int) -> str:
     return co_names[i]
 
 
+_PENDING = object()  # a parameter or cell head whose name is not looked up yet
+
+
+def _local_head(code: CodeType, kind: Any, arg: int) -> Tuple[Any, str]:
+    if kind is B.HEAD_FAST:
+        return (kind, code.co_varnames[arg])
+    return (kind, B.deref_name(code, arg))
+
+
 def _scan_code(code: CodeType, names: List[str], chains: List[Tuple[Any, Tuple[str, ...]]],
                seen_names: set, seen_chains: set, top: bool = True) -> bool:
     """Collect global names read or written by ``code`` and the code nested in it.
@@ -123,6 +132,9 @@ def _scan_code(code: CodeType, names: List[str], chains: List[Tuple[Any, Tuple[s
     n = len(co)
     ext = 0
     head: Any = None
+    # A local head's name is looked up only if an attribute follows (most loads have none).
+    pending_kind: Any = None
+    pending_arg = 0
     attrs: List[str] = []
     # Parameters come first among the locals; only the outermost code's have known values.
     nparams = code.co_argcount + code.co_kwonlyargcount if top else 0
@@ -139,10 +151,14 @@ def _scan_code(code: CodeType, names: List[str], chains: List[Tuple[Any, Tuple[s
             continue
         if op == B.LOAD_ATTR:
             if head is not None:
+                if head is _PENDING:
+                    head = _local_head(code, pending_kind, pending_arg)
                 attrs.append(_name_at(code, co_names, arg >> B.LOAD_ATTR_SHIFT))
             continue
         if op == B.LOAD_METHOD:
             if head is not None:
+                if head is _PENDING:
+                    head = _local_head(code, pending_kind, pending_arg)
                 attrs.append(_name_at(code, co_names, arg))
             continue
         if head is not None:
@@ -160,15 +176,15 @@ def _scan_code(code: CodeType, names: List[str], chains: List[Tuple[Any, Tuple[s
             name = _name_at(code, co_names, arg)
         elif op == B.LOAD_FAST or op == B.LOAD_FAST_CHECK or op == B.LOAD_FAST_BORROW:
             if arg < nparams:
-                head = (B.HEAD_FAST, code.co_varnames[arg])
+                head, pending_kind, pending_arg = _PENDING, B.HEAD_FAST, arg
             continue
         elif op == B.LOAD_FAST_LOAD_FAST or op == B.LOAD_FAST_BORROW_LOAD_FAST_BORROW:
             if arg & 15 < nparams:  # the second local is the one an attribute applies to
-                head = (B.HEAD_FAST, code.co_varnames[arg & 15])
+                head, pending_kind, pending_arg = _PENDING, B.HEAD_FAST, arg & 15
             continue
         elif (op == B.LOAD_DEREF or op == B.LOAD_CLASSDEREF
               or op == B.LOAD_FROM_DICT_OR_DEREF):
-            head = (B.HEAD_DEREF, B.deref_name(code, arg))
+            head, pending_kind, pending_arg = _PENDING, B.HEAD_DEREF, arg
             continue
         else:
             continue
@@ -409,8 +425,11 @@ def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
         extra,
     ))
     fn = _rebuild.function
-    return (fn, (info.tag, info.data, info.filename, pickler._globals_token(gdict), closure_arg),
-            state, None, None, fn)
+    args = (info.tag, info.data, info.filename, pickler._globals_token(gdict), closure_arg)
+    if not state:
+        # Nothing beyond code, globals and cells: no state call on load.
+        return (fn, args)
+    return (fn, args, state, None, None, fn)
 
 
 def _boxed_module(module: Any, globals_name: Any) -> Optional[tuple]:

@@ -44,8 +44,9 @@ RECONSTRUCTORS = (
     REBUILD_LRU_CACHE, REBUILD_SINGLEDISPATCH, REBUILD_SINGLEDISPATCH_STATE, REBUILD_NEW_TYPE,
 )
 
-# The function state: a tuple in this order, most often set first, trailing Nones dropped
-# (a plain lambda's state is one item). ``doc`` is boxed as ``(doc,)`` when it differs from
+# The function state: a tuple in this order, most often set first, trailing Nones dropped.
+# A function with no state at all (a plain lambda) is reduced without one: no state-setter
+# call on load (pickles that carry an empty state still load). ``doc`` is boxed as ``(doc,)`` when it differs from
 # the docstring a new function gets from its code object, else None; ``module`` likewise
 # (``(module,)`` unless it is the globals' ``__name__``), so a ``__module__`` of None survives.
 FIELD_CAPTURED = "captured"        # {global name: value} pickled with the function
@@ -84,9 +85,22 @@ class PicklingRecursionError(PicklingError, RecursionError):
 # Encoded code objects carry a CRC-32 of their marshal bytes in front: marshal trusts its input,
 # and a damaged code object can crash the interpreter, so damage must be caught before it.
 # (A checksum catches accidents; deliberate tampering is what signed pickles are for.)
+# The compiled twins compute the same CRC in C (tables from ``crc32_table``); the bytes are
+# identical, so either loader checks what either pickler wrote.
 def seal(code_bytes: bytes) -> bytes:
     """``code_bytes`` with its checksum in front."""
     return zlib.crc32(code_bytes).to_bytes(4, "little") + code_bytes
+
+
+def crc32_table() -> list:
+    """The 256-entry table of the CRC-32 ``seal`` uses (zlib's), for the compiled twins."""
+    table = []
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
+        table.append(c)
+    return table
 
 
 def unseal(data: bytes) -> memoryview:

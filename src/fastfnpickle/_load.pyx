@@ -10,15 +10,42 @@ import importlib
 import marshal
 import sys
 
-from cpython.object cimport PyObject
+from cpython.object cimport PyObject, PyTypeObject
 from cpython.dict cimport PyDict_GetItem
+from cpython.ref cimport Py_INCREF, Py_DECREF
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_GET_LENGTH, PyUnicode_CheckExact
+from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_SIZE, PyTuple_GET_ITEM
+from libc.stdint cimport uint32_t
+
+cdef extern from "marshal.h":
+    object PyMarshal_ReadObjectFromString(const char* data, Py_ssize_t len)
+
+cdef extern from "Python.h":
+    # Only the fields this module reads or writes; the C compiler finds them by name.
+    ctypedef struct _CodeStruct "PyCodeObject":
+        PyObject* co_consts
+        PyObject* co_filename
+    Py_ssize_t _refcount "Py_REFCNT"(PyObject* o)
+    PyTypeObject* _type_of "Py_TYPE"(PyObject* o)
+
+cdef extern from *:
+    """
+    #ifdef Py_GIL_DISABLED
+    #define FASTFNPICKLE_GIL_DISABLED 1
+    #else
+    #define FASTFNPICKLE_GIL_DISABLED 0
+    #endif
+    """
+    const int FASTFNPICKLE_GIL_DISABLED
 from pickle import UnpicklingError
 from types import CellType, CodeType, FunctionType
 
-from ._codecheck import check_loadable as _check_loadable, check_marshal as _check_marshal
+from ._codecheck import (FORBIDDEN_OPS as _FORBIDDEN_OPS, PRELOAD_OPS as _PRELOAD_OPS,
+                         check_loadable as _check_loadable, check_marshal as _check_marshal)
 from ._deferred import HAS_ANNOTATE as _HAS_ANNOTATE
 from ._names import intern_items, intern_keys
-from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, SLICE_MARK, unseal
+from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, SLICE_MARK, crc32_table
 
 cdef object _CellType = CellType
 cdef object _CodeType = CodeType
@@ -30,7 +57,108 @@ cdef str _MARK = FROZENSET_MARK
 cdef object _marshal_loads = marshal.loads
 
 cdef dict _CODE_CACHE = {}
+# No opcode to refuse on this version (before 3.12): skip the Python-level call per code object.
+cdef bint _CHECK_LOADABLE = len(_FORBIDDEN_OPS) > 0
+cdef bint _CHECK_MARSHAL = len(_PRELOAD_OPS) > 0
 cdef Py_ssize_t _CODE_CACHE_MAX = 512
+
+# CRC-32 (zlib's polynomial, bit-reflected), table-driven in C: zlib.crc32 on a memoryview
+# slice cost more than unmarshalling the code it protects.
+cdef uint32_t _CRC_TABLES[8][256]
+
+
+cdef void _init_crc_tables():
+    # Slicing-by-8: eight bytes per step through eight derived tables.
+    cdef int i = 0, k
+    for value in crc32_table():
+        _CRC_TABLES[0][i] = <uint32_t>value
+        i += 1
+    for k in range(1, 8):
+        for i in range(256):
+            _CRC_TABLES[k][i] = ((_CRC_TABLES[k - 1][i] >> 8)
+                                 ^ _CRC_TABLES[0][_CRC_TABLES[k - 1][i] & 0xFF])
+
+
+_init_crc_tables()
+
+
+cdef inline uint32_t _crc32(const unsigned char* p, Py_ssize_t n) noexcept:
+    cdef uint32_t crc = 0xFFFFFFFF
+    cdef uint32_t one
+    while n >= 8:
+        one = crc ^ (<uint32_t>p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16)
+                     | (<uint32_t>p[3] << 24))
+        crc = (_CRC_TABLES[7][one & 0xFF] ^ _CRC_TABLES[6][(one >> 8) & 0xFF]
+               ^ _CRC_TABLES[5][(one >> 16) & 0xFF] ^ _CRC_TABLES[4][one >> 24]
+               ^ _CRC_TABLES[3][p[4]] ^ _CRC_TABLES[2][p[5]] ^ _CRC_TABLES[1][p[6]]
+               ^ _CRC_TABLES[0][p[7]])
+        p += 8
+        n -= 8
+    while n > 0:
+        crc = _CRC_TABLES[0][(crc ^ p[0]) & 0xFF] ^ (crc >> 8)
+        p += 1
+        n -= 1
+    return crc ^ 0xFFFFFFFF
+
+
+cdef object _unmarshal_sealed(object data):
+    """The code object in sealed ``data``, checked as ``_format.unseal`` checks it."""
+    if type(data) is not bytes or PyBytes_GET_SIZE(data) < 5:
+        raise UnpicklingError("corrupt code object in pickle: too short")
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data) - 4
+    cdef uint32_t stored = (<uint32_t>p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16)
+                            | (<uint32_t>p[3] << 24))
+    if _crc32(p + 4, n) != stored:
+        raise UnpicklingError("corrupt code object in pickle: checksum mismatch (damaged bytes)")
+    if _CHECK_MARSHAL:
+        _check_marshal(data[4:])  # 3.12/3.13: some forged bytecode crashes marshal.loads itself
+    # (Raises the same "marshal.loads" audit event as marshal.loads.)
+    try:
+        return PyMarshal_ReadObjectFromString(<const char*>(p + 4), n)
+    except (ValueError, EOFError, TypeError) as exc:
+        raise UnpicklingError(f"corrupt code object in pickle: {exc}") from None
+
+
+cdef bint _set_filename_in_place(PyObject* code, object filename):
+    """Put ``filename`` into the blank ``co_filename`` of a code object marshal just made, and
+    of the code objects nested in it, without ``code.replace`` (which builds the whole code
+    object again). Only objects nothing else references yet (one reference: the caller's, or
+    the enclosing consts tuple's) are written; if any is shared, returns False having changed
+    nothing, and the caller falls back to replace."""
+    if FASTFNPICKLE_GIL_DISABLED or _refcount(code) != 1 or not _only_fresh_nested(code):
+        return False
+    _write_filename(code, filename)
+    return True
+
+
+cdef bint _only_fresh_nested(PyObject* code):
+    cdef PyObject* consts = (<_CodeStruct*>code).co_consts
+    cdef PyObject* c
+    cdef Py_ssize_t i
+    if not PyTuple_CheckExact(<object>consts):
+        return False
+    for i in range(PyTuple_GET_SIZE(<object>consts)):
+        c = PyTuple_GET_ITEM(<object>consts, i)
+        if _type_of(c) is <PyTypeObject*>_CodeType and (_refcount(c) != 1
+                                                    or not _only_fresh_nested(c)):
+            return False
+    return True
+
+
+cdef void _write_filename(PyObject* code, object filename):
+    cdef _CodeStruct* co = <_CodeStruct*>code
+    cdef PyObject* old = co.co_filename
+    cdef PyObject* c
+    cdef Py_ssize_t i
+    if PyUnicode_CheckExact(<object>old) and PyUnicode_GET_LENGTH(<object>old) == 0:
+        Py_INCREF(filename)
+        co.co_filename = <PyObject*>filename
+        Py_DECREF(<object>old)
+    for i in range(PyTuple_GET_SIZE(<object>co.co_consts)):
+        c = PyTuple_GET_ITEM(<object>co.co_consts, i)
+        if _type_of(c) is <PyTypeObject*>_CodeType:
+            _write_filename(c, filename)
 
 
 cdef object _restored(object value, object filename, bint sets):
@@ -71,19 +199,16 @@ def code(tag, data, filename):
             f"this pickle holds a function compiled by Python {version}; this interpreter is "
             f"Python {_TAG}, and bytecode only loads on the minor version that made it"
         )
-    body = unseal(data)
-    _check_marshal(body)  # 3.12/3.13: some forged bytecode crashes marshal.loads itself
-    try:
-        result = _marshal_loads(body)
-    except (ValueError, EOFError, TypeError) as exc:
-        raise UnpicklingError(f"corrupt code object in pickle: {exc}") from None
+    result = _unmarshal_sealed(data)
     if type(result) is not _CodeType:
         raise UnpicklingError(f"corrupt code object in pickle: got {type(result).__name__}")
     # Before anything reads it: some forged bytecode crashes the interpreter when read.
-    _check_loadable(result)
+    if _CHECK_LOADABLE:
+        _check_loadable(result)
     if type(filename) is not str:
         raise UnpicklingError("corrupt code object in pickle: file name is not a string")
-    result = _restored(result, filename, tag == _TAG_SETS)
+    if tag == _TAG_SETS or not _set_filename_in_place(<PyObject*>result, filename):
+        result = _restored(result, filename, tag == _TAG_SETS)
     if tag == _TAG:
         if len(_CODE_CACHE) >= _CODE_CACHE_MAX:
             _CODE_CACHE.clear()
