@@ -11,7 +11,6 @@ import textwrap
 from typing import Optional
 
 import pytest
-
 from conftest import PYTHON_IMPL, Impl, load_in_subprocess
 
 _TRAILER = """

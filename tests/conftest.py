@@ -2,7 +2,6 @@
 
 import io
 import os
-import pickle
 import subprocess
 import sys
 import textwrap
@@ -10,7 +9,6 @@ from typing import Any, Dict, Optional
 
 import pytest
 
-import fastfnpickle
 from fastfnpickle import _core_py
 from fastfnpickle._env import env_flag
 
@@ -86,7 +84,8 @@ def run_python(code: str, data: bytes = b"", env: Optional[Dict[str, str]] = Non
         capture_output=True, env=env, timeout=timeout,
     )
     if proc.returncode != 0:
-        pytest.fail(f"subprocess failed ({proc.returncode}):\n{proc.stderr.decode(errors='replace')}")
+        stderr = proc.stderr.decode(errors="replace")
+        pytest.fail(f"subprocess failed ({proc.returncode}):\n{stderr}")
     return proc.stdout.decode()
 
 

@@ -5,7 +5,6 @@ objects, so ``typing.get_type_hints()`` works after loading; the rest never fail
 import pickle
 import sys
 import typing
-from typing import Any
 
 from _fresh import cloudpickle_roundtrip, roundtrip
 from conftest import Impl

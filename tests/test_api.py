@@ -12,9 +12,9 @@ import textwrap
 from typing import Any, Dict, List
 
 import pytest
+from conftest import load_in_subprocess, run_python
 
 import fastfnpickle
-from conftest import load_in_subprocess, run_python
 
 
 def dyn_namespace(source: str, module_name: str = "ffp_test_dyn_api") -> Dict[str, Any]:
@@ -266,7 +266,7 @@ def test_no_nested_pickles_and_shared_memo(impl) -> None:
     assert [op.name for op, _, _ in stream].count("STOP") == 1
     assert stream[-1][0].name == "STOP" and stream[-1][2] == len(data) - 1
     assert [op.name for op, _, _ in stream].count("PROTO") == 1
-    for op, arg, _ in stream:
+    for _op, arg, _ in stream:
         if isinstance(arg, (bytes, bytearray)):
             # A pickle embedded as bytes would start with PROTO and end with STOP.
             assert not (arg[:1] == b"\x80" and arg[-1:] == b"."), "nested pickle found"

@@ -14,9 +14,9 @@ import textwrap
 from typing import Dict, List, Optional
 
 import pytest
+from conftest import Impl, run_python
 
 import fastfnpickle
-from conftest import Impl, run_python
 
 # --------------------------------------------------------------------------------------------
 # Helpers: scripts run as __main__, each writing pickles to files

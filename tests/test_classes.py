@@ -8,7 +8,6 @@ import textwrap
 from typing import Any, Callable, Dict, Tuple
 
 import pytest
-
 from conftest import load_in_subprocess, run_check, run_python
 
 

@@ -6,7 +6,6 @@ import types
 from typing import Any, Callable, Dict, Tuple
 
 import pytest
-
 from conftest import check_features_in_fresh_interpreter, run_check
 
 
@@ -30,7 +29,7 @@ def build_empty_cells() -> Any:
         z = 1
 
         def read():
-            return z
+            return z  # noqa: F821  (deleted below: the cell is empty, which is the point)
         del z
         return read
     return {"never": never_assigned(), "later": assigned_later(), "deleted": deleted()}

@@ -12,8 +12,9 @@ import types
 from typing import Any, Dict, List
 
 import pytest
+from conftest import PYTHON_IMPL as _PY
+from conftest import load_in_subprocess, run_python
 
-from conftest import PYTHON_IMPL as _PY, load_in_subprocess, run_python
 from fastfnpickle import _format, _load_py
 
 

@@ -6,14 +6,11 @@ registry, and the by-value module registry. Runs start in fresh interpreters so 
 and registry is cold when the threads start.
 """
 
-import os
 import sys
-import textwrap
 import threading
 from typing import Any, Dict, List
 
 import pytest
-
 from conftest import run_python
 
 THREADS = 8

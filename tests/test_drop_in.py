@@ -10,10 +10,10 @@ import types
 from typing import Any, List
 
 import pytest
-
-import fastfnpickle
 from _fresh import cloudpickle_roundtrip, roundtrip
 from conftest import Impl, run_python
+
+import fastfnpickle
 
 # --------------------------------------------------------------------------------------------
 # memoryview
@@ -195,7 +195,8 @@ def _PY_DUMPS(obj: Any) -> bytes:
 DYNAMIC_MODULE = """
 import builtins, types
 mod = types.ModuleType("scratch", "a module made at run time")
-exec(compile("SCALE = 3\\ndef triple(x):\\n    return len([x]) * x * SCALE\\n", "<scratch>", "exec"),
+exec(compile("SCALE = 3\\ndef triple(x):\\n    return len([x]) * x * SCALE\\n",
+             "<scratch>", "exec"),
      mod.__dict__)
 mod.data = {"k": [1, 2]}
 restricted = types.ModuleType("restricted")

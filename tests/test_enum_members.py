@@ -8,7 +8,6 @@ import threading
 from typing import Any
 
 import pytest
-
 from _fresh import cloudpickle_roundtrip, roundtrip
 from conftest import Impl
 

@@ -9,7 +9,6 @@ import typing
 from typing import Any, Callable, Dict, Tuple
 
 import pytest
-
 from conftest import check_features_in_fresh_interpreter, load_in_subprocess, run_check
 
 

@@ -22,7 +22,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 import types
 import typing
@@ -30,10 +29,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pytest
+from conftest import run_python
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import run_python
 from fastfnpickle._format import seal, unseal
 
 N_CASES = int(os.environ.get("FASTFNPICKLE_FUZZ_CASES", "10000"))
@@ -581,7 +580,8 @@ def _code_payloads(impl: Any) -> Dict[str, bytes]:
         "closure that is a str": lambda rv: _replace_arg(rv, 3, "cells"),
         "state that is an int": lambda rv: rv[:2] + (7,) + rv[3:],
         "state that is too long": lambda rv: rv[:2] + ((None,) * 20,) + rv[3:],
-        "cell values of the wrong count": lambda rv: _replace_state_item(rv, "cell_values", (1, 2, 3)),
+        "cell values of the wrong count":
+            lambda rv: _replace_state_item(rv, "cell_values", (1, 2, 3)),
         "defaults that are an int": lambda rv: _replace_state_item(rv, "defaults", 5),
         "kwdefaults that are a list": lambda rv: _replace_state_item(rv, "kwdefaults", [1]),
         "captured globals that are an int": lambda rv: _replace_state_item(rv, "captured", 5),

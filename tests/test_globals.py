@@ -3,7 +3,6 @@ read by nested code, comprehensions, class bodies and 3.12 annotation scopes), m
 reference, and submodules reached through attribute chains imported on load."""
 
 import base64
-import io
 import pickle
 import sys
 import textwrap
@@ -13,7 +12,6 @@ import xml.sax  # noqa: F401
 from typing import Any, Callable, Dict, Tuple
 
 import pytest
-
 from conftest import run_python
 
 DUNDERS = {"__builtins__", "__name__", "__package__"}

@@ -35,7 +35,6 @@ import types
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import pytest
-
 from conftest import PYTHON_IMPL, Impl, _compiled_core
 
 HERE = os.path.abspath(__file__)
@@ -1567,7 +1566,8 @@ def _verdict(name: str, impl_name: str, batch: Dict[str, Dict[str, Any]]) -> Non
                     f"(a half-built class handed out?): {attempts}")
                 continue
             problem = _matches(spec.load_raises, exc)
-            assert problem is None, f"[{impl_name}] loading {name} in a fresh interpreter: {problem}"
+            assert problem is None, (
+                f"[{impl_name}] loading {name} in a fresh interpreter: {problem}")
     if attempts[-1] is None:
         assert load.get("check") is None, (
             f"[{impl_name}] {name}: check failed in a fresh interpreter:\n{load['check']}")

@@ -11,9 +11,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import SRC
 
 import fastfnpickle
-from conftest import SRC
 
 PACKAGE_DIR = os.path.dirname(fastfnpickle.__file__)
 MODULES = sorted(
@@ -58,4 +58,5 @@ DUMP_SIDE = {"fastfnpickle._core", "fastfnpickle._core_py", "fastfnpickle._class
 
 def test_modules_found() -> None:
     # The walk sees the package's modules (a wrong path would make the test above vacuous).
-    assert {"fastfnpickle._rebuild", "fastfnpickle._core_py", "fastfnpickle._impl", "fastfnpickle._annotations"} <= set(MODULES)
+    assert {"fastfnpickle._rebuild", "fastfnpickle._core_py", "fastfnpickle._impl",
+            "fastfnpickle._annotations"} <= set(MODULES)

@@ -6,10 +6,9 @@ example's workloads and then every check below, collecting failures instead of s
 first, so one cluster start covers them all.
 """
 
+import importlib.util
 import json
 from pathlib import Path
-
-import importlib.util
 
 import pytest
 

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Dict, Sequence
 
 import pytest
+from conftest import load_in_subprocess, run_python
 
 import fastfnpickle
 from fastfnpickle import futures
-from conftest import load_in_subprocess, run_python
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 METHODS = ["spawn", "forkserver"]

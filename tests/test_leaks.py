@@ -24,7 +24,6 @@ import sys
 from typing import Any, Dict
 
 import pytest
-
 from conftest import PYTHON_IMPL, Impl
 
 ITERATIONS = 100_000

@@ -12,7 +12,6 @@ import weakref
 from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
-
 from conftest import check_features_in_fresh_interpreter, load_in_subprocess, run_check
 
 

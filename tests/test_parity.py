@@ -18,12 +18,12 @@ import threading
 import types
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import _parity_corpus as C
 import pytest
+from conftest import PYTHON_IMPL, Impl, run_python
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import _parity_corpus as C
-from conftest import PYTHON_IMPL, Impl, run_python
 from fastfnpickle import _core_py
 from fastfnpickle._env import env_flag
 
@@ -135,7 +135,8 @@ def corpus() -> Dict[str, Any]:
 
 def test_corpus_covers_the_features() -> None:
     expected = {"big", "lambdas", "nested", "closures", "signatures", "generators", "sets",
-                "globals", "submodules", "classes", "slots_instance", "enums", "dataclasses", "records",
+                "globals", "submodules", "classes", "slots_instance", "enums", "dataclasses",
+                "records",
                 "generics", "code_and_cells", "modules", "mappings", "loggers", "methods",
                 "descriptors", "typing", "singletons", "main_module", "paramspec"}
     if sys.version_info >= (3, 12):

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from conftest import load_in_subprocess
 
 import fastfnpickle
-from conftest import load_in_subprocess
 
 PKG = "ffp_regpkg"
 

@@ -9,7 +9,6 @@ import sys
 from typing import Any, Callable, List
 
 import pytest
-
 from conftest import run_python
 
 ARRAY_MB = 100

@@ -9,7 +9,6 @@
   pickle made by one implementation loads under the other and under a pure install.
 """
 
-import enum
 import functools
 import importlib.util
 import io
@@ -18,13 +17,12 @@ import pickle
 import pickletools
 import textwrap
 import types
-import typing
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
+from conftest import SRC, load_in_subprocess, run_python
 
 import fastfnpickle
-from conftest import SRC, load_in_subprocess, run_python
 from fastfnpickle._env import env_flag
 
 NO_EXT = "FASTFNPICKLE_NO_EXTENSIONS"

@@ -7,8 +7,8 @@ from pickle import UnpicklingError
 from typing import Any, Callable, List
 
 import pytest
-
 from conftest import run_python
+
 from fastfnpickle import signing
 
 KEY = bytes(range(32))

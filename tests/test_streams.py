@@ -1,7 +1,6 @@
 """Files and standard streams: std streams by reference (the loader's own), readable files by
 content and position, everything else a PicklingError naming where the file sits."""
 
-import io
 import os
 import pickle
 import subprocess
@@ -10,7 +9,6 @@ import textwrap
 from typing import Any, List
 
 import pytest
-
 from _fresh import cloudpickle_roundtrip, roundtrip
 from conftest import Impl
 

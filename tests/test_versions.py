@@ -2,7 +2,6 @@
 naming both versions; too-deep nesting is a PicklingError; unpicklable leaves keep their own
 exception type and message."""
 
-import base64
 import os
 import pickle
 import subprocess
@@ -11,8 +10,8 @@ import threading
 from typing import Any, Optional
 
 import pytest
-
 from conftest import SRC, load_in_subprocess, run_python
+
 from fastfnpickle._format import CODE_TAG
 
 PYENV = "/root/.pyenv/versions"

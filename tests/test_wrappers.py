@@ -8,7 +8,6 @@ import typing
 from typing import Any
 
 import pytest
-
 from _fresh import produce, roundtrip
 from conftest import PYTHON_IMPL, Impl, run_python
 

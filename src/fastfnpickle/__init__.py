@@ -110,7 +110,7 @@ def __dir__() -> _List[str]:
 __all__ = [
     "DEFAULT_PROTOCOL", "HIGHEST_PROTOCOL", "IMPLEMENTATION", "Pickler", "PicklingError",
     "PicklingRecursionError", "ProcessPoolExecutor", "by_value", "disable_multiprocessing",
-    "enable_multiprocessing",
-    "Unpickler", "UnpicklingError", "__version__", "dump", "dumps", "explain", "list_registry_pickle_by_value",
-    "load", "loads", "register_pickle_by_value", "unregister_pickle_by_value",
+    "enable_multiprocessing", "Unpickler", "UnpicklingError", "__version__", "dump", "dumps",
+    "explain", "list_registry_pickle_by_value", "load", "loads", "register_pickle_by_value",
+    "unregister_pickle_by_value",
 ]

@@ -53,7 +53,8 @@ def _check_mixin(cls: Any, member_type: type, name: str, member: Any) -> None:
     args = value if type(value) is tuple and member_type is not tuple else (value,)
     try:
         rebuilt = member_type(*args)
-        same = rebuilt == value and member_type.__eq__(member, rebuilt) is True
+        eq: Any = member_type.__eq__  # the mixin's own __eq__, two arguments
+        same = rebuilt == value and eq(member, rebuilt) is True
     except Exception:
         same = False
     if not same:

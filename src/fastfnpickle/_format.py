@@ -46,9 +46,10 @@ RECONSTRUCTORS = (
 
 # The function state: a tuple in this order, most often set first, trailing Nones dropped.
 # A function with no state at all (a plain lambda) is reduced without one: no state-setter
-# call on load (pickles that carry an empty state still load). ``doc`` is boxed as ``(doc,)`` when it differs from
-# the docstring a new function gets from its code object, else None; ``module`` likewise
-# (``(module,)`` unless it is the globals' ``__name__``), so a ``__module__`` of None survives.
+# call on load (pickles that carry an empty state still load). ``doc`` is boxed as ``(doc,)``
+# when it differs from the docstring a new function gets from its code object, else None;
+# ``module`` likewise (``(module,)`` unless it is the globals' ``__name__``), so a
+# ``__module__`` of None survives.
 FIELD_CAPTURED = "captured"        # {global name: value} pickled with the function
 FIELD_MODULES = "modules"          # {global name: module name} imported on load
 FIELD_CELL_VALUES = "cell_values"  # the closure cells' contents, in __closure__ order

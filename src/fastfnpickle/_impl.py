@@ -7,23 +7,25 @@ when both compiled halves did.
 """
 
 from types import ModuleType
+from typing import Tuple
 
 from . import _rebuild
 from ._env import env_flag
 
+
+def _choose() -> Tuple[ModuleType, str]:
+    if not env_flag("FASTFNPICKLE_NO_EXTENSIONS") and _rebuild.LOAD_IMPLEMENTATION == "cython":
+        try:
+            from . import _core
+        except ImportError:
+            pass
+        else:
+            return _core, "cython"
+    from . import _core_py
+
+    return _core_py, "python"
+
+
 core: ModuleType
 IMPLEMENTATION: str
-
-if env_flag("FASTFNPICKLE_NO_EXTENSIONS") or _rebuild.LOAD_IMPLEMENTATION == "python":
-    from . import _core_py as core
-
-    IMPLEMENTATION = "python"
-else:
-    try:
-        from . import _core as core  # type: ignore[no-redef]
-
-        IMPLEMENTATION = "cython"
-    except ImportError:
-        from . import _core_py as core  # type: ignore[no-redef]
-
-        IMPLEMENTATION = "python"
+core, IMPLEMENTATION = _choose()

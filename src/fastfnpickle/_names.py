@@ -25,8 +25,8 @@ def interned_names(value: Tuple[Any, ...]) -> Tuple[Any, ...]:
         if type(item) is not str:
             return value
     interned = tuple([sys.intern(item) for item in value])
-    return value if interned == value and all(
-        a is b for a, b in zip(interned, value)) else interned
+    same = all(a is b for a, b in zip(interned, value, strict=True))
+    return value if same else interned
 
 
 def intern_items(items: List[Any]) -> None:

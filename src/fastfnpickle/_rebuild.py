@@ -15,16 +15,23 @@ from typing import Any, Callable, Dict, TypeVar
 from . import _class_registry, _reconstruct
 from ._env import env_flag
 
-_load: ModuleType
-# The same rule as the dump side's choice (``_impl``): the env switch forces the pure twin,
-# else the compiled one when it imports.
-if env_flag("FASTFNPICKLE_NO_EXTENSIONS"):
-    from . import _load_py as _load
-else:
-    try:
-        from . import _load as _load  # type: ignore[no-redef]
-    except ImportError:
-        from . import _load_py as _load  # type: ignore[no-redef]
+
+def _choose_load_twin() -> ModuleType:
+    # The same rule as the dump side's choice (``_impl``): the env switch forces the pure
+    # twin, else the compiled one when it imports.
+    if not env_flag("FASTFNPICKLE_NO_EXTENSIONS"):
+        try:
+            from . import _load
+        except ImportError:
+            pass
+        else:
+            return _load
+    from . import _load_py
+
+    return _load_py
+
+
+_load: ModuleType = _choose_load_twin()
 
 #: "cython" or "python": the load twin that is bound here.
 LOAD_IMPLEMENTATION: str = "python" if _load.__name__.endswith("_py") else "cython"

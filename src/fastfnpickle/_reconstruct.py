@@ -9,7 +9,7 @@ import functools
 import io
 import typing
 from pickle import UnpicklingError
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Union, cast
 
 
 def memory(data: bytes, fmt: str, shape: Tuple[int, ...], readonly: bool) -> memoryview:
@@ -20,7 +20,8 @@ def memory(data: bytes, fmt: str, shape: Tuple[int, ...], readonly: bool) -> mem
     view = memoryview(data if readonly else bytearray(data))
     if fmt != "B" or len(shape) != 1:
         try:
-            view = view.cast(fmt, shape)
+            # The format is data here, not a literal the type checker could follow.
+            view = cast(Any, view).cast(fmt, shape)
         except (TypeError, ValueError) as exc:
             raise UnpicklingError(f"corrupt memoryview in pickle: {exc}") from None
     return view
@@ -74,7 +75,8 @@ def new_type(name: str, supertype: Any, qualname: str, module: Any) -> Any:
     """``typing.NewType(name, supertype)`` with its ``__qualname__`` and ``__module__`` kept."""
     if type(name) is not str or type(qualname) is not str:
         raise UnpicklingError("corrupt NewType in pickle")
-    new = typing.NewType(name, supertype)
+    make: Any = typing.NewType  # the name is data here, not the literal a checker expects
+    new = make(name, supertype)
     new.__qualname__ = qualname
     new.__module__ = module
     return new

@@ -13,9 +13,9 @@ import sys
 import typing
 import weakref
 from collections import OrderedDict
-from types import GetSetDescriptorType, MappingProxyType, MemberDescriptorType, MethodType
 from pickle import PicklingError
-from typing import Any, Callable, Dict
+from types import GetSetDescriptorType, MappingProxyType, MemberDescriptorType, MethodType
+from typing import Any, Callable, Dict, cast
 
 from . import _classes, _deferred, _rebuild, _streams, _wrappers
 
@@ -24,7 +24,7 @@ def _mappingproxy(pickler: Any, obj: MappingProxyType) -> tuple:
     return (MappingProxyType, (dict(obj),))
 
 
-def _view(kind: str, mapping_type: type) -> Callable[[Any, Any], tuple]:
+def _view(kind: str, mapping_type: Any) -> Callable[[Any, Any], tuple]:
     def reduce_view(pickler: Any, view: Any) -> tuple:
         # A view only exposes a read-only proxy of its dict (3.10+), so the view is rebuilt
         # over a copy of the same type.
@@ -98,10 +98,10 @@ def _memoryview(pickler: Any, obj: memoryview) -> tuple:
     """A memoryview as a copy of its bytes (in C order, so strided views work), with its
     format and shape; a writable view loads writable."""
     fmt = obj.format
-    shape = obj.shape
+    shape = obj.shape or ()
     if fmt != "B" or len(shape) != 1:
         try:  # only native single-item formats can be cast back on load
-            memoryview(bytes(obj.itemsize)).cast(fmt)
+            cast(Any, memoryview(bytes(obj.itemsize))).cast(fmt)
         except (TypeError, ValueError):
             raise PicklingError(
                 f"cannot pickle a memoryview of format {fmt!r}: only native single-item "
@@ -121,22 +121,26 @@ def _descriptor(pickler: Any, obj: Any) -> tuple:
 def _dataclass_field(pickler: Any, field: dataclasses.Field) -> tuple:
     # As the stdlib would (slots state), with defaults such as frozensets written in a stable
     # order: a Field sits one level below the class dict, out of the class reducer's reach.
-    cls = type(field)
+    cls: Any = type(field)
     slots = cls.__slots__
     try:
-        state = dict(zip(slots, _slot_getter(cls, slots)(field)))  # all slots in one C call
+        # All slots in one C call.
+        state = dict(zip(slots, _slot_getter(cls, slots)(field), strict=True))
     except AttributeError:  # a slot left unset
         state = {name: getattr(field, name) for name in slots if hasattr(field, name)}
     for name, value in state.items():
         t = type(value)
         if t is set or t is frozenset:
             state[name] = pickler._stable(value)
-    name = state.get("name")
-    if type(name) is str:
+    field_name = state.get("name")
+    if type(field_name) is str:
         # The field's name is its class attribute's name: one interned object wherever the
         # class is, so the class pickles to the same bytes again where it was loaded.
-        state["name"] = sys.intern(name)
-    return (copyreg.__newobj__, (cls,), (None, state))
+        state["name"] = sys.intern(field_name)
+    return (_NEWOBJ, (cls,), (None, state))
+
+
+_NEWOBJ: Callable[..., Any] = vars(copyreg)["__newobj__"]  # missing from the stubs
 
 
 @functools.lru_cache(maxsize=None)

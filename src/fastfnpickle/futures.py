@@ -46,7 +46,7 @@ class ByValue(Generic[R]):
     def __init__(self, fn: Callable[..., R]) -> None:
         if not callable(fn):
             raise TypeError(f"by_value() needs a callable, got {type(fn).__name__}")
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
         self.__wrapped__ = fn
 
     def __call__(self, *args: Any, **kwargs: Any) -> R:
@@ -210,12 +210,13 @@ _SAVED: Dict[str, Any] = {}
 def _mp_pickler_class() -> type:
     """fastfnpickle's Pickler with multiprocessing's dispatch table (its registered reducers)."""
 
-    class MultiprocessingPickler(fastfnpickle.Pickler):  # type: ignore[misc, valid-type]
+    class MultiprocessingPickler(fastfnpickle.Pickler):
         def __init__(self, file: Any, protocol: Optional[int] = None) -> None:
             super().__init__(file, protocol)
             # Read per instance, as ForkingPickler does: reducers registered later still count.
-            table = reduction.ForkingPickler._copyreg_dispatch_table.copy()
-            table.update(reduction.ForkingPickler._extra_reducers)
+            forking: Any = reduction.ForkingPickler  # private tables, not in the stubs
+            table = forking._copyreg_dispatch_table.copy()
+            table.update(forking._extra_reducers)
             self.dispatch_table = table
 
     return MultiprocessingPickler
@@ -284,7 +285,7 @@ def enable_multiprocessing() -> None:
                                                   _SAVED["prep"])
         # Patched in place (class attribute, module attributes): multiprocessing's modules hold
         # ForkingPickler itself and look dump/get_preparation_data up at call time.
-        forking.dumps = new_dumps  # type: ignore[method-assign, assignment]
+        forking.dumps = new_dumps  # type: ignore[method-assign]
         reduction.dump = new_dump
         spawn.get_preparation_data = new_prep
 

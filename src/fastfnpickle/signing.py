@@ -55,7 +55,7 @@ def _tag(key: bytes, header: bytes, payload: Any, buffers: Sequence[Any]) -> byt
     for buf in buffers:
         view = memoryview(buf)
         # raw() refuses non-contiguous buffers, which pickle never passes out of band.
-        raw = view.cast("B") if view.contiguous else view.tobytes()
+        raw = view.cast("B") if view.contiguous else memoryview(view.tobytes())
         mac.update(_LEN.pack(raw.nbytes))
         mac.update(raw)
     return mac.digest()
