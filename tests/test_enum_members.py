@@ -112,8 +112,8 @@ def test_unpicklable_member_attribute_path(impl: Impl) -> None:
 
     with pytest.raises(TypeError) as info:
         impl.dumps({"g": Guarded})
-    assert info.value.__notes__[0].startswith("pickling failed at obj['g'].ONE.lock "), \
-        info.value.__notes__
+    ours = [n for n in info.value.__notes__ if not n.startswith("when serializing ")]  # 3.14+
+    assert ours[0].startswith("pickling failed at obj['g'].ONE.lock "), info.value.__notes__
 
 
 def test_date_mixin_enum_is_refused_at_dump_not_loaded_broken(impl: Impl) -> None:

@@ -21,7 +21,10 @@ LOCK_HINT = "hint: thread locks belong to the running process"
 
 
 def notes(exc: BaseException) -> List[str]:
-    return list(getattr(exc, "__notes__", None) or [])
+    """Our notes: 3.14+'s C pickler adds its own first ("when serializing ..."), kept as the
+    stdlib adds them."""
+    return [n for n in getattr(exc, "__notes__", None) or []
+            if not n.startswith("when serializing ")]
 
 
 def failure(impl: Impl, obj: Any) -> BaseException:

@@ -503,7 +503,10 @@ def _corrupting_pickler(impl: Any, corrupt: Callable[[tuple], tuple]) -> Any:
     class CorruptPickler(impl.Pickler):  # type: ignore[name-defined, misc]
         def reducer_override(self, obj: Any) -> Any:
             rv = super().reducer_override(obj)
-            if type(obj) is types.FunctionType and isinstance(rv, tuple):
+            # Not the 3.14+ __annotate__ functions that travel with the target (on 3.15 a
+            # stateless one reduces to a 2-tuple): the target's own fields are corrupted.
+            if (type(obj) is types.FunctionType and isinstance(rv, tuple)
+                    and obj.__name__ != "__annotate__"):
                 return corrupt(rv)
             return rv
 

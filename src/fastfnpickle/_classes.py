@@ -21,7 +21,7 @@ import typing
 from types import GetSetDescriptorType, MemberDescriptorType
 from typing import Any, Dict, FrozenSet, Optional, Tuple
 
-from . import _class_registry, _enums, _modules, _rebuild
+from . import _class_registry, _deferred, _enums, _modules, _rebuild
 
 # Builtin types that cannot be found as module.qualname (types.FunctionType is
 # ``builtins.function``, which does not exist): pickled as ``getattr(types, name)``.
@@ -39,7 +39,7 @@ def _found_by_name(module_name: Any, qualname: Any, obj: Any) -> bool:
     if module is None:
         return False
     found: Any = module
-    for part in qualname.split("."):
+    for part in _deferred.qualname_path(qualname):  # 3.15+: private names mangled
         found = getattr(found, part, None)
         if found is None:
             return False

@@ -70,7 +70,7 @@ def check_loadable(code: CodeType) -> None:
     if not FORBIDDEN_OPS:
         return
     # The interpreter's own copy, read without translation (co_code would translate).
-    raw = code._co_code_adaptive
+    raw = code._co_code_adaptive  # type: ignore[attr-defined]
     for op in FORBIDDEN_OPS:
         if op in raw:  # rare: usually only a cache entry or argument has this byte value
             found = _first_forbidden(raw)

@@ -94,6 +94,10 @@ cdef object _MISSING = object()
 cdef object _DYNAMIC_MODULES = frozenset({"__main__", "__mp_main__", None})
 cdef dict _sys_modules = sys.modules
 cdef object _marshal_dumps = marshal.dumps
+# 3.14+: code.replace() (the pure twin's path) drops the argument bits the compiler sets in
+# co_localspluskinds, which marshal writes: marshalling the original in place would give
+# other bytes than the twin, so 3.14+ takes the copying path too.
+cdef bint _BLANK_IN_PLACE = sys.version_info < (3, 14)
 cdef object _intern = sys.intern
 cdef bint _HAS_CO_QUALNAME = sys.version_info >= (3, 11)
 cdef bint _HAS_TYPE_PARAMS = sys.version_info >= (3, 12)
@@ -221,8 +225,8 @@ cpdef CodeInfo code_info(object code):
     cdef list chains = []
     cdef bint has_sets = _scan_code(code, names, chains, set(), set())
     filename = code.co_filename
-    if (has_sets or FASTFNPICKLE_GIL_DISABLED or type(filename) is not str
-            or not _exact_str_filenames(<PyObject*>code)):
+    if (has_sets or FASTFNPICKLE_GIL_DISABLED or not _BLANK_IN_PLACE
+            or type(filename) is not str or not _exact_str_filenames(<PyObject*>code)):
         data = _seal(_marshal_dumps(_portable(code, filename, has_sets), 2))
     else:
         data = _seal(_marshal_blanked(code, filename))
@@ -467,7 +471,7 @@ cdef bint _is_by_reference(object func, object qualname, object registered) exce
     if module is NULL:
         return False
     obj = <object>module
-    for part in qualname.split("."):
+    for part in _deferred.qualname_path(qualname):  # 3.15+: private names mangled
         obj = getattr(obj, part, None)
         if obj is None:
             return False

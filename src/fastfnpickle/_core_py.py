@@ -14,11 +14,16 @@ from pickle import PicklingError
 from types import CellType, CodeType, FunctionType, ModuleType
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
+from . import _annotations, _classes, _deferred, _errors, _modules, _rebuild, _reducers, _wrappers
 from . import _bytecode as B
-from . import _annotations, _classes, _errors, _modules, _rebuild, _reducers, _wrappers
-from . import _deferred
-from ._format import (CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, SLICE_MARK,
-                      PicklingRecursionError, seal)
+from ._format import (
+    CODE_TAG,
+    CODE_TAG_SETS,
+    FROZENSET_MARK,
+    SLICE_MARK,
+    PicklingRecursionError,
+    seal,
+)
 
 DEFAULT_PROTOCOL: int = pickle.HIGHEST_PROTOCOL
 
@@ -264,7 +269,7 @@ def _is_by_reference(func: FunctionType, registered: FrozenSet[str]) -> bool:
     if module is None:
         return False
     obj: Any = module
-    for part in qualname.split("."):
+    for part in _deferred.qualname_path(qualname):  # 3.15+: private names mangled
         obj = getattr(obj, part, None)
         if obj is None:
             return False
@@ -445,7 +450,7 @@ def _trimmed(state: tuple) -> tuple:
 def _closure_parts(pickler: "Pickler", func: FunctionType, closure: tuple) -> tuple:
     """The closure argument (cell count, or cells shared with earlier functions) and values."""
     seen = pickler._closure_cells
-    values = []
+    values: List[Any] = []
     empties: Optional[List[int]] = None
     shared: Optional[List[Any]] = None
     i = 0
@@ -459,7 +464,8 @@ def _closure_parts(pickler: "Pickler", func: FunctionType, closure: tuple) -> tu
         if not empty and type(value) is dict and \
                 func.__code__.co_freevars[i] == _deferred.CLASSDICT_CELL:
             # A class namespace read by annotation code: a cell of its own (not shared).
-            values.append(_deferred.classdict_snapshot(pickler, value, code_info(func.__code__).names))
+            names = code_info(func.__code__).names
+            values.append(_deferred.classdict_snapshot(pickler, value, names))
             i += 1
             continue
         key = id(cell)

@@ -1,4 +1,7 @@
-"""Deferred annotations (PEP 649/749, Python 3.14+) and class-namespace cells, for both twins.
+"""What Python 3.14 and 3.15 changed in what a function holds, shared by both twins.
+
+Deferred annotations (PEP 649/749, 3.14+), class-namespace cells, explicit lazy imports
+(PEP 810, 3.15) and ``frozendict`` globals (3.15).
 
 On 3.14+ a function or class keeps the *function* that computes its annotations
 (``__annotate__``) instead of a dict; reading ``__annotations__`` runs it, which raises
@@ -16,6 +19,7 @@ hash order. A pickle carries a snapshot of the entries each function reads inste
 """
 
 import __future__
+
 import pickle
 import sys
 import types
@@ -124,3 +128,27 @@ def plain_globals(namespace: Any) -> Dict[str, Any]:
     """A plain-dict copy of a function's globals that are not a dict: 3.15's ``exec()`` and
     ``eval()`` accept a ``frozendict``. The loaded function gets a dict, as for any other."""
     return dict(namespace)
+
+
+# --------------------------------------------------------------------------------------------
+# Private names (3.15+): the stdlib pickler finds ``C.__m`` (qualname) as ``C._C__m``, the
+# name-mangled attribute, so private methods and nested classes pickle by reference.
+
+MANGLES_PRIVATE_NAMES: bool = sys.version_info >= (3, 15)
+
+
+def qualname_path(qualname: str) -> List[str]:
+    """The attribute names that find ``qualname`` from its module, as this Python's pickle
+    looks them up (private names mangled on 3.15+)."""
+    parts = qualname.split(".")
+    if not MANGLES_PRIVATE_NAMES or ".__" not in qualname:
+        return parts
+    prev = parts[0]
+    for i in range(1, len(parts)):
+        part = parts[i]
+        if part.startswith("__") and not part.endswith("__"):
+            owner = prev.lstrip("_")
+            if owner:
+                parts[i] = "_" + owner + part
+        prev = part
+    return parts

@@ -112,10 +112,7 @@ def note_failure(exc: BaseException, root: Any, pickler_class: type, protocol: i
     collecting = gc.isenabled()
     gc.disable()
     try:
-        found = _diagnose(exc, root, pickler_class, protocol)
-        if found:
-            _drop_pickler_notes(exc)
-        for note in found:
+        for note in _diagnose(exc, root, pickler_class, protocol):
             add_note(exc, note)
     except Exception:
         pass  # the diagnosis is best effort; the original error must surface untouched
@@ -123,17 +120,6 @@ def note_failure(exc: BaseException, root: Any, pickler_class: type, protocol: i
         if collecting:
             gc.enable()
         _ACTIVE.busy = False
-
-
-def _drop_pickler_notes(exc: BaseException) -> None:
-    """Remove the notes the 3.14+ C pickler adds on its way out ("when serializing tuple
-    item 0", "when serializing function state", ...): they walk our reduce tuples, not the
-    user's objects, and the path note that replaces them names the same failure in the
-    user's terms."""
-    notes = getattr(exc, "__notes__", None)
-    if isinstance(notes, list):
-        notes[:] = [n for n in notes
-                    if not (isinstance(n, str) and n.startswith("when serializing "))]
 
 
 def add_note(exc: BaseException, text: str) -> None:

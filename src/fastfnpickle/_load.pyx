@@ -128,7 +128,9 @@ cdef bint _set_filename_in_place(PyObject* code, object filename):
     nothing, and the caller falls back to replace."""
     if FASTFNPICKLE_GIL_DISABLED or _refcount(code) != 1 or not _only_fresh_nested(code):
         return False
-    _write_filename(code, filename)
+    # Interned, as the code constructor (replace) interns it: code objects loaded by other
+    # pickles then share the one name object, and pickle it once again.
+    _write_filename(code, _intern(filename))
     return True
 
 

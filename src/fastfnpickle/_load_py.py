@@ -199,7 +199,7 @@ def _set_state(func: FunctionType, state: tuple) -> FunctionType:
         elif not _HAS_ANNOTATE:
             func.__annotations__ = annotations  # refused: only a dict can be set here
         else:  # 3.14+: the function that computes them (see _deferred.py)
-            func.__annotate__ = annotations
+            func.__annotate__ = annotations  # type: ignore[attr-defined]
     if attrs is not None:
         func.__dict__.update(attrs)
     if extra is not None:

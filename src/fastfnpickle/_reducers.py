@@ -17,7 +17,7 @@ from pickle import PicklingError
 from types import GetSetDescriptorType, MappingProxyType, MemberDescriptorType, MethodType
 from typing import Any, Callable, Dict, cast
 
-from . import _classes, _rebuild, _streams, _wrappers
+from . import _classes, _deferred, _rebuild, _streams, _wrappers
 
 
 def _mappingproxy(pickler: Any, obj: MappingProxyType) -> tuple:
@@ -48,6 +48,11 @@ def _weakset(pickler: Any, obj: weakref.WeakSet) -> tuple:
 def _method(pickler: Any, obj: MethodType) -> Any:
     owner = obj.__self__
     name = getattr(obj.__func__, "__name__", None)
+    qualname = getattr(obj.__func__, "__qualname__", None)
+    if (type(name) is str and type(qualname) is str and name.startswith("__")
+            and qualname.rpartition(".")[2] == name):
+        # 3.15+: a private method is the name-mangled attribute, as the stdlib finds it.
+        name = _deferred.qualname_path(qualname)[-1]
     if type(name) is str and _defined_by_reference(owner, name, pickler._by_value):
         # As the stdlib does (getattr(self, name)) when that finds the method again.
         try:

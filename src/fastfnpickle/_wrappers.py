@@ -14,7 +14,7 @@ import typing
 from types import CodeType
 from typing import Any, Callable, Dict, FrozenSet, Optional
 
-from . import _modules, _rebuild
+from . import _deferred, _modules, _rebuild
 
 _DYNAMIC_MODULES = frozenset({"__main__", "__mp_main__"})
 _MISSING = object()
@@ -33,7 +33,7 @@ def _by_reference(obj: Any, registered: FrozenSet[str]) -> bool:
     found: Any = sys.modules.get(module_name)
     if found is None:
         return False
-    for part in qualname.split("."):
+    for part in _deferred.qualname_path(qualname):  # 3.15+: private names mangled
         found = getattr(found, part, None)
         if found is None:
             return False
