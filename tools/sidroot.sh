@@ -22,8 +22,9 @@
 # It fails loudly (non-zero, with the reason) when the root cannot be made; it never skips.
 set -euo pipefail
 
-RECIPE=1  # bump when the recipe below changes: an older root is rebuilt
-PACKAGES="python3.14 python3.14-dev python3.14-venv python3.15 python3.15-dev python3.15-venv gcc libc6-dev"
+RECIPE=2  # bump when the recipe below changes: an older root is rebuilt
+# The testsuite packages carry CPython's test.pickletester, which tests/test_pickletester.py runs.
+PACKAGES="python3.14 python3.14-dev python3.14-venv libpython3.14-testsuite python3.15 python3.15-dev python3.15-venv libpython3.15-testsuite gcc libc6-dev"
 SIDROOT="${FASTFNPICKLE_SIDROOT:-/var/tmp/fastfnpickle-sidroot}"
 STAMP="$SIDROOT/.fastfnpickle-sidroot-stamp"
 LOCK="$SIDROOT.lock"

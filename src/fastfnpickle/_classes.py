@@ -167,9 +167,10 @@ def _reduce_by_value(pickler: Any, cls: type) -> tuple:
         skeleton["__doc__"] = None
         skip = _SKIP_WITH_DOC
     if isinstance(cls, enum.EnumMeta):
-        members = {name: member._value_ for name, member in cls.__members__.items()}
-        skip = skip | _ENUM_SKIP | members.keys()
-        skeleton.update(members)
+        members: Dict[str, Any] = dict(cls.__members__)
+        values = {name: member._value_ for name, member in members.items()}
+        skip = skip | _ENUM_SKIP | values.keys()
+        skeleton.update(values)
     if d.get("__annotate_func__") is not None:
         # 3.14+: the cached result of the class's __annotate__, which travels itself (a cache
         # set by hand comes with __annotate_func__ None and is kept).
@@ -194,8 +195,8 @@ def _reduce_by_value(pickler: Any, cls: type) -> tuple:
     head = (None if meta is type else meta, cls.__name__,
             () if len(bases) == 1 and bases[0] is object else bases, skeleton)
     registry = _abc_registry(cls)
-    members = _enums.member_attrs(cls) if isinstance(cls, enum.EnumMeta) else None
-    state = (attrs, registry) if members is None else (attrs, registry, members)
+    member_attrs = _enums.member_attrs(cls) if isinstance(cls, enum.EnumMeta) else None
+    state = (attrs, registry) if member_attrs is None else (attrs, registry, member_attrs)
     cid = _class_registry.known_id(cls)
     if cid is None:
         cid = _first_id(pickler, cls, head, state)
@@ -217,10 +218,10 @@ _C_DUMP = pickle.Pickler.dump
 
 
 def _pending() -> Dict[int, int]:
-    pending = getattr(_local, "pending", None)
+    pending: Optional[Dict[int, int]] = getattr(_local, "pending", None)
     if pending is None:
         pending = _local.pending = {}
-    return pending  # type: ignore[no-any-return]
+    return pending
 
 
 def _first_id(pickler: Any, cls: type, head: tuple, state: tuple) -> str:
@@ -304,4 +305,5 @@ def reduce_typevar(pickler: Any, tv: Any) -> Any:
     contra = bool(getattr(tv, "__contravariant__", False))
     infer = bool(getattr(tv, "__infer_variance__", False))
     return (_rebuild.make_typevar,
-            (kind, tv.__name__, bound, constraints, co, contra, infer, _class_registry.typevar_id(tv)))
+            (kind, tv.__name__, bound, constraints, co, contra, infer,
+             _class_registry.typevar_id(tv)))

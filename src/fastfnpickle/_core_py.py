@@ -12,7 +12,7 @@ import sys
 import threading
 from pickle import PicklingError
 from types import CellType, CodeType, FunctionType, ModuleType
-from typing import Any, Dict, FrozenSet, List, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
 
 from . import _annotations, _classes, _deferred, _errors, _modules, _rebuild, _reducers, _wrappers
 from . import _bytecode as B
@@ -558,7 +558,7 @@ _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE
 # type.__flags__ read past any metaclass __getattribute__, as the compiled core reads tp_flags.
 _type_flags = type.__dict__["__flags__"].__get__
 
-_HOT_DISPATCH = {
+_HOT_DISPATCH: Dict[type, Callable[["Pickler", Any], Any]] = {
     CodeType: reduce_code,
     CellType: reduce_cell,
     CellRef: reduce_cell_ref,
@@ -584,7 +584,9 @@ class Pickler(pickle.Pickler):
         # Per-dump bookkeeping, keyed by id(): every keyed object is kept alive here too, so
         # an id cannot be reused while the memo may still refer to it.
         self._tokens: Dict[int, Any] = {}
-        self._closure_cells: Dict[int, Tuple[FunctionType, int]] = {}
+        # id(cell) -> (function, index) for cells a function's rebuild makes, or the cell
+        # itself for a cell pickled on its own first.
+        self._closure_cells: Dict[int, Any] = {}
         # The by-value registry as this dump started: one pickle never mixes two registries.
         self._by_value: FrozenSet[str] = _modules.BY_VALUE
 
@@ -652,7 +654,7 @@ class Pickler(pickle.Pickler):
 
 # Hand the class reducer the plain pickler of this implementation (for class digests).
 Pickler._core_class = Pickler  # type: ignore[attr-defined]
-Pickler._digesting = False  # True only on the pickler that takes a class digest
+Pickler._digesting = False  # type: ignore[attr-defined]  # True only while taking a digest
 
 _C_DUMP = pickle.Pickler.dump
 _C_CLEAR_MEMO = pickle.Pickler.clear_memo
@@ -706,8 +708,8 @@ class _Sink:
 
     __slots__ = ("chunks", "write")
 
-    def __init__(self):
-        self.chunks = []
+    def __init__(self) -> None:
+        self.chunks: List[bytes] = []
         self.write = self.chunks.append
 
 

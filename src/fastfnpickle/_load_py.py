@@ -205,7 +205,7 @@ def _set_state(func: FunctionType, state: tuple) -> FunctionType:
     if extra is not None:
         type_params, submodules = extra
         if type_params is not None:
-            func.__type_params__ = type_params
+            func.__type_params__ = type_params  # type: ignore[attr-defined]  # 3.12+
         for module_name in submodules or ():
             _import(module_name)
     return func

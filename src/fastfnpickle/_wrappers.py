@@ -74,7 +74,8 @@ def reduce_lru_cache(pickler: Any, wrapper: Any) -> Any:
 def _singledispatch_code() -> CodeType:
     def probe(x: Any) -> Any:
         return x
-    return functools.singledispatch(probe).__code__
+    dispatcher: Any = functools.singledispatch(probe)  # a plain function at run time
+    return dispatcher.__code__
 
 
 # Every singledispatch function is a closure over this one code object of functools.
