@@ -747,6 +747,16 @@ def _describe_rebuilt(rebuild: str, call: _Call) -> str:
     return _KNOWN[rebuild.partition(":")[0]]
 
 
+def _getattr_call(call: "_Call") -> Optional[Tuple[Any, str]]:
+    """(owner, attribute name) of a ``builtins.getattr(owner, "name")`` call, else None."""
+    f = _deref(call.func)
+    args = _items(call.args)
+    if not (type(f) is _Glob and f.module == "builtins" and f.name == "getattr"
+            and len(args) == 2 and type(_lit(args[1])) is str):
+        return None
+    return _deref(args[0]), _lit(args[1])
+
+
 def _callable_name(s: Any) -> Optional[str]:
     """``module.name`` of what a placeholder names: a global, or an attribute of one (or of a
     module or class) fetched with ``getattr``, as pickles name ``types.MethodType``."""
@@ -755,12 +765,10 @@ def _callable_name(s: Any) -> Optional[str]:
         return f"{s.module}.{s.name}"
     if type(s) is not _Call:
         return None
-    f = _deref(s.func)
-    args = _items(s.args)
-    if not (type(f) is _Glob and f.module == "builtins" and f.name == "getattr"
-            and len(args) == 2 and type(_lit(args[1])) is str):
+    fetched = _getattr_call(s)
+    if fetched is None:
         return None
-    owner = _deref(args[0])
+    owner, attr = fetched
     rebuild = _rebuild_name(owner)
     if rebuild == REBUILD_IMPORT_MODULE and type(_lit(_items(owner.args)[0])) is str:
         base: Optional[str] = _lit(_items(owner.args)[0])
@@ -768,7 +776,7 @@ def _callable_name(s: Any) -> Optional[str]:
         base = _class_name(owner)
     else:
         base = _callable_name(owner)
-    return None if base is None else f"{base}.{_lit(args[1])}"
+    return None if base is None else f"{base}.{attr}"
 
 
 def _named_reference(s: Any) -> Optional[Tuple[str, str]]:
@@ -778,22 +786,20 @@ def _named_reference(s: Any) -> Optional[Tuple[str, str]]:
     s = _deref(s)
     if type(s) is not _Call or s.instance:
         return None
-    f = _deref(s.func)
-    args = _items(s.args)
-    if not (type(f) is _Glob and f.module == "builtins" and f.name == "getattr"
-            and len(args) == 2 and type(_lit(args[1])) is str):
+    fetched = _getattr_call(s)
+    if fetched is None:
         return None
-    owner = _deref(args[0])
+    owner, attr = fetched
     if type(owner) is _Glob:
-        return f"{owner.module}.{owner.name}.{_lit(args[1])}", owner.module
+        return f"{owner.module}.{owner.name}.{attr}", owner.module
     if _rebuild_name(owner) == REBUILD_IMPORT_MODULE:
         module = _lit(_items(owner.args)[0]) if _items(owner.args) else None
         if type(module) is str:
-            return f"{module}.{_lit(args[1])}", module
+            return f"{module}.{attr}", module
     if type(owner) is _Call:
         inner = _named_reference(owner)
         if inner is not None:
-            return f"{inner[0]}.{_lit(args[1])}", inner[1]
+            return f"{inner[0]}.{attr}", inner[1]
     return None
 
 
