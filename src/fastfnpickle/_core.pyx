@@ -19,10 +19,11 @@ from types import CellType, CodeType, FunctionType, ModuleType
 from cpython.object cimport PyObject, PyTypeObject, Py_TPFLAGS_HEAPTYPE
 from cpython.dict cimport PyDict_GetItem, PyDict_GetItemWithError
 from cpython.type cimport PyType_Check
+from cpython.function cimport PyFunction_New
 from cpython.module cimport PyModule_Check
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from libc.stdint cimport uint32_t
-from libc.string cimport memcpy
+from libc.string cimport memcmp, memcpy
 from cpython.ref cimport Py_INCREF, Py_DECREF
 from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM
 
@@ -183,7 +184,7 @@ cdef bytes _seal(bytes body):
 
 cpdef CodeInfo code_info(object code):
     """The cached :class:`CodeInfo` of ``code``."""
-    cdef object key = id(code)
+    cdef object key = <Py_ssize_t><PyObject*>code  # id(code), without the call
     cdef PyObject* entry = PyDict_GetItem(_CODE_CACHE, key)
     if entry is not NULL and (<tuple>entry)[0] is code:
         return <CodeInfo>(<tuple>entry)[1]
@@ -204,9 +205,14 @@ cpdef CodeInfo code_info(object code):
     return info
 
 
+cdef dict _DOC_GLOBALS = {}
+
+
 cdef object _derived_doc(object code):
-    cells = tuple([_CellType() for _ in code.co_freevars]) or None
-    return _FunctionType(code, {}, None, None, cells).__doc__
+    # The C constructor wants no cells for the code's free variables (the function is never
+    # called), which the type's constructor would.
+    func = PyFunction_New(code, _DOC_GLOBALS)
+    return _field((<PyFunctionObject*>func).func_doc)
 
 
 cdef void _add_chain(list chains, set seen_chains, object head, list attrs):
@@ -618,20 +624,38 @@ cdef tuple _trimmed(tuple state):
     return state if n == len(state) else state[:n]
 
 
+# id(globals dict) -> (name, package, token): the token holds only the dict's __name__ and
+# __package__, so an entry is good for any dict at that id whose two values are the same objects
+# (a dead dict's id reused by another passes only if the token is right for it too). A dict in
+# a pickle is alive for the whole pickle (the memo holds its function), so within one pickle an
+# id is one dict and every function of it shares one token, which the memo then writes once.
+cdef dict _TOKEN_CACHE = {}
+cdef Py_ssize_t _TOKEN_CACHE_MAX = 1024
+cdef str _NAME_KEY = "__name__"
+cdef str _PACKAGE_KEY = "__package__"
+
+
 cdef dict _globals_token(dict tokens, dict gdict):
-    key = id(gdict)
-    cdef PyObject* found = PyDict_GetItem(tokens, key)
+    key = <Py_ssize_t><PyObject*>gdict
+    cdef PyObject* name = PyDict_GetItemWithError(gdict, _NAME_KEY)
+    cdef PyObject* package = PyDict_GetItemWithError(gdict, _PACKAGE_KEY)
+    cdef PyObject* found = PyDict_GetItem(_TOKEN_CACHE, key)
+    cdef tuple entry
     if found is not NULL:
-        return <dict>found
+        entry = <tuple>found
+        if (<PyObject*>entry[0] is name or (name is NULL and entry[0] is _MISSING)) and (
+                <PyObject*>entry[1] is package or (package is NULL and entry[1] is _MISSING)):
+            return <dict>entry[2]
     # Interned, as the class skeleton's names are: equal names are then one object in every
     # process, so a pickle made again where this one is loaded shares them the same way.
-    name = gdict.get("__name__")
-    cdef dict token = {"__name__": _intern(name) if type(name) is str else name}
-    package = gdict.get("__package__")
-    if package is not None:
-        token["__package__"] = package
-    tokens[key] = token
-    tokens[~key] = gdict
+    name_value = None if name is NULL else <object>name
+    cdef dict token = {"__name__": _intern(name_value) if type(name_value) is str else name_value}
+    if package is not NULL and <object>package is not None:
+        token["__package__"] = <object>package
+    if len(_TOKEN_CACHE) >= _TOKEN_CACHE_MAX:
+        _TOKEN_CACHE.clear()
+    _TOKEN_CACHE[key] = (_MISSING if name is NULL else <object>name,
+                         _MISSING if package is NULL else <object>package, token)
     return token
 
 
@@ -824,6 +848,8 @@ cdef _dump(object pickler, object obj):
     pickler._by_value = _modules.BY_VALUE
     try:
         _C_DUMP(pickler, obj)
+    except _MoreFrames:
+        raise  # not an error: dumps() makes the pickle again the plain way
     except RecursionError as exc:
         err = PicklingRecursionError(
             "object too deeply nested to pickle (deep recursion: maximum recursion depth "
@@ -850,6 +876,10 @@ def _uninitialized(pickler):
 
 cdef _clear(object pickler):
     _C_CLEAR_MEMO(pickler)
+    _clear_tokens(pickler)
+
+
+cdef _clear_tokens(object pickler):
     cdef dict tokens = pickler._tokens
     cdef dict cells = pickler._closure_cells
     if tokens:
@@ -859,22 +889,133 @@ cdef _clear(object pickler):
 
 
 # One reusable pickler per thread for dumps() at the default protocol: building a pickler
-# costs about as much as pickling a small lambda. It writes into a list (one append per
-# frame), which is cheaper than a BytesIO to fill, read and reset.
+# costs about as much as pickling a small lambda. It writes into a list (one call per frame),
+# which is cheaper than a BytesIO to fill, read and reset.
 cdef object _local = threading.local()
 
 
 cdef Py_ssize_t _REUSE_LIMIT = 16384
 
 
-class _Sink:
+class _MoreFrames(Exception):
+    """Raised by a one-frame sink at its second write (see ``_dump_seeded``)."""
+
+
+cdef class _Sink:
     """A write-only file for the reusable pickler."""
 
-    __slots__ = ("chunks", "write")
+    cdef public list chunks
+    cdef bint one_frame
 
     def __init__(self):
         self.chunks = []
-        self.write = self.chunks.append
+        self.one_frame = False
+
+    def write(self, data):
+        if self.one_frame and self.chunks:
+            raise _MoreFrames()
+        self.chunks.append(data)
+
+
+# --------------------------------------------------------------------------------------------
+# dumps() of one function: the reconstructor's global from a template
+#
+# Every by-value function pickle starts with the same global, ``fastfnpickle._rebuild.function``,
+# and the C pickler's save_global imports the module to check it each time: about a fifth of
+# the instructions of pickling a small lambda. Here the reusable pickler starts from a memo that
+# already holds exactly what writing that global leaves in it (taken from a real dump at import),
+# so it writes a memo reference instead; the template's bytes then replace that reference in
+# the first frame. The memo indices that follow are the same, so the result is byte for byte
+# what the plain route writes, as long as the pickle is one frame: frames are cut where their
+# content passes 64 KiB, and the shorter first frame would move the cut. A pickle that needs a
+# second frame therefore stops at the sink's second write and is made again the plain way (its
+# reducers run twice; the first pass wrote at most about one frame).
+
+cdef object _SEED_MEMO = None   # the template pickler's memo (set as a copy)
+cdef bytes _SEED_GLOBAL = None  # the bytes of the global, as the plain route writes them
+cdef bytes _SEED_REF = None     # what a seeded pickler writes for the reconstructor instead
+cdef unsigned char _FRAME = pickle.FRAME[0]
+cdef Py_ssize_t _FRAME_HEAD = 11  # PROTO n, FRAME and its 8-byte length
+
+
+cdef tuple _template():
+    # A dump of the reconstructor alone, on a fresh pickler: PROTO, FRAME, the global, STOP.
+    sink = _Sink()
+    pickler = Pickler(sink)
+    _dump(pickler, _FUNCTION)
+    out = sink.chunks[0] if len(sink.chunks) == 1 else b""
+    head = pickle.PROTO + bytes([DEFAULT_PROTOCOL])
+    if (len(out) <= _FRAME_HEAD or not out.startswith(head) or out[2] != _FRAME
+            or int.from_bytes(out[3:_FRAME_HEAD], "little") != len(out) - _FRAME_HEAD
+            or not out.endswith(pickle.STOP)):
+        return None
+    memo = pickler.memo
+    # The same dump from the seeded memo: PROTO, the memo reference, STOP (too short to frame).
+    sink = _Sink()
+    seeded = Pickler(sink)
+    seeded.memo = memo
+    _dump(seeded, _FUNCTION)
+    ref = sink.chunks[0] if len(sink.chunks) == 1 else b""
+    if not (ref.startswith(head) and ref.endswith(pickle.STOP) and 2 < len(ref) - 1 <= 6):
+        return None
+    return memo, out[_FRAME_HEAD:len(out) - 1], ref[2:len(ref) - 1]
+
+
+cdef bint _seedable(object func) except -1:
+    # True when reduce_function will reduce ``func`` by value with _FUNCTION as the callable.
+    if func in _OWN_FUNCTIONS or <object>(<PyFunctionObject*>func).func_code is _SINGLEDISPATCH_CODE:
+        return False
+    return not _is_by_reference(func, _field((<PyFunctionObject*>func).func_qualname),
+                                _modules.BY_VALUE)
+
+
+cdef bytes _dump_seeded(object pickler, _Sink sink, object func):
+    """The pickle of ``func`` from the seeded memo, or None if it must be made the plain way."""
+    sink.one_frame = True
+    try:
+        _dump(pickler, func)
+    except _MoreFrames:
+        return None
+    finally:
+        sink.one_frame = False
+    cdef bytes data = sink.chunks[0]
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+    cdef Py_ssize_t g = PyBytes_GET_SIZE(_SEED_GLOBAL)
+    cdef Py_ssize_t r = PyBytes_GET_SIZE(_SEED_REF)
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+    if n < _FRAME_HEAD + r or p[2] != _FRAME:
+        return None
+    cdef unsigned long long frame = 0
+    cdef int i
+    for i in range(8):
+        frame |= (<unsigned long long>p[3 + i]) << (8 * i)
+    if (<Py_ssize_t>frame != n - _FRAME_HEAD
+            or memcmp(p + _FRAME_HEAD, PyBytes_AS_STRING(_SEED_REF), r) != 0):
+        return None
+    frame += g - r
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, n + g - r)
+    cdef unsigned char* q = <unsigned char*>PyBytes_AS_STRING(out)
+    memcpy(q, p, 3)
+    for i in range(8):
+        q[3 + i] = (frame >> (8 * i)) & 0xFF
+    memcpy(q + _FRAME_HEAD, PyBytes_AS_STRING(_SEED_GLOBAL), g)
+    memcpy(q + _FRAME_HEAD + g, p + _FRAME_HEAD + r, n - _FRAME_HEAD - r)
+    return out
+
+
+cdef class _Slot:
+    """This thread's reusable pickler for dumps()."""
+
+    cdef _Sink sink
+    cdef object pickler
+    cdef bint busy
+    cdef bint seeded  # the memo holds the seed (and nothing else): see _dump_seeded
+
+    def __init__(self):
+        self.sink = _Sink()
+        self.pickler = Pickler(self.sink)
+        self.busy = False
+        self.seeded = False
 
 
 def dumps(obj, protocol=None, buffer_callback=None):
@@ -883,27 +1024,61 @@ def dumps(obj, protocol=None, buffer_callback=None):
         buf = io.BytesIO()
         _dump(Pickler(buf, protocol, buffer_callback=buffer_callback), obj)
         return buf.getvalue()
-    slot = getattr(_local, "slot", None)
-    if slot is None or slot[2]:
+    cdef _Slot slot = getattr(_local, "slot", None)
+    if slot is None or slot.busy:
         # First use on this thread, or a dumps() nested inside another one (a __reduce__
         # that calls dumps): a private pickler.
-        sink = _Sink()
-        slot = [sink, Pickler(sink), False]
+        slot = _Slot()
         if getattr(_local, "slot", None) is None:
             _local.slot = slot
-    chunks = slot[0].chunks
-    pickler = slot[1]
-    slot[2] = True
+    cdef list chunks = slot.sink.chunks
+    pickler = slot.pickler
+    cdef bint seeded = False
+    if _SEED_MEMO is not None and type(obj) is _FunctionType:
+        try:
+            seeded = _seedable(obj)
+        except Exception:
+            pass  # the plain route meets the same error, and reports where it is
+    slot.busy = True
     try:
+        if seeded:
+            if not slot.seeded:
+                pickler.memo = _SEED_MEMO
+            slot.seeded = False  # until the memo is set again below
+            data = _dump_seeded(pickler, slot.sink, obj)
+            if data is not None:
+                return data
+            seeded = False
+            _clear(pickler)
+            chunks.clear()
+        elif slot.seeded:
+            _C_CLEAR_MEMO(pickler)
+            slot.seeded = False
         _dump(pickler, obj)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
     finally:
         # Clearing a memo costs time in proportion to its largest size ever, so after a big
         # pickle the thread gets a fresh pickler instead; otherwise drop the memo's references
-        # to the user's objects now.
+        # to the user's objects now (a seeded dump by setting the seed again, which also
+        # readies the next one).
         if len(chunks) > 1 or (chunks and len(chunks[0]) > _REUSE_LIMIT):
-            slot[1] = Pickler(slot[0])
+            slot.pickler = Pickler(slot.sink)
+        elif seeded:
+            pickler.memo = _SEED_MEMO
+            _clear_tokens(pickler)
+            slot.seeded = True
         else:
             _clear(pickler)
         chunks.clear()
-        slot[2] = False
+        slot.busy = False
+
+
+_seed = _template()
+if _seed is not None:
+    _SEED_MEMO, _SEED_GLOBAL, _SEED_REF = _seed
+del _seed
+
+
+def _seeded():
+    """Whether dumps() writes the reconstructor from the template (for the tests)."""
+    return _SEED_MEMO is not None

@@ -31,6 +31,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 SCHEMA = 1
 DEFAULT_TOLERANCE = 0.25
 TARGETS = ("fastfnpickle-cython", "cloudpickle")
+# Not run by default: the least work any by-value function pickler must do (bench/targets.py),
+# for reading fastfnpickle's counts against it; it only measures the function workloads.
+OPTIONAL_TARGETS = ("marshal-floor",)
 CHECKED_TARGET = "fastfnpickle-cython"
 MARKER = "getppid"
 BASELINE_NAME = "callgrind_baseline.json"
@@ -296,6 +299,8 @@ def format_table(counts: Dict[str, Dict[str, Dict[str, int]]], specs: Sequence[S
     head = ["workload", "op", "ops"] + list(targets)
     if "cloudpickle" in targets and CHECKED_TARGET in targets:
         head.append("ratio")
+    if "marshal-floor" in targets and CHECKED_TARGET in targets:
+        head.append("vs floor")
     head.append("baseline")
     head.append("change")
     rows = []
@@ -310,6 +315,9 @@ def format_table(counts: Dict[str, Dict[str, Dict[str, int]]], specs: Sequence[S
             if "ratio" in head:
                 ours, theirs = values.get(CHECKED_TARGET), values.get("cloudpickle")
                 row.append(f"{ours / theirs:.2f}x" if ours and theirs else "")
+            if "vs floor" in head:
+                ours, floor = values.get(CHECKED_TARGET), values.get("marshal-floor")
+                row.append(f"{ours / floor:.2f}x" if ours and floor else "")
             entry = baseline.get(spec.name)
             base = entry["counts"][op] if entry and entry.get("params") == spec.params() \
                 else None
@@ -345,7 +353,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--workloads", metavar="NAMES",
                         help=f"comma-separated, of {', '.join(CORE_BY_NAME)} (default: all)")
     parser.add_argument("--targets", metavar="NAMES",
-                        help=f"comma-separated, of {', '.join(TARGETS)} (default: both)")
+                        help=f"comma-separated, of {', '.join(TARGETS + OPTIONAL_TARGETS)} "
+                             f"(default: {', '.join(TARGETS)})")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="children run at once (default: the number of CPUs)")
     parser.add_argument("--json", metavar="FILE", help="also write the counts as JSON")
@@ -382,7 +391,9 @@ def _main(argv: Optional[List[str]]) -> int:
     args = _parser().parse_args(argv)
     try:
         names = _choose(args.workloads, list(CORE_BY_NAME), "workload(s)")
-        targets = _choose(args.targets, TARGETS, "target(s)")
+        targets = _choose(args.targets, TARGETS + OPTIONAL_TARGETS, "target(s)")
+        if args.targets is None:
+            targets = list(TARGETS)
         tolerance = _tolerance(args.tolerance)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,0 +1,179 @@
+"""``dumps()`` against a fresh ``Pickler``: the same bytes, whatever route ``dumps`` takes.
+
+``dumps`` reuses one pickler per thread, and the compiled core writes the reconstructor of a
+top-level function from a template instead of through the C pickler's ``save_global`` (see
+``_dump_seeded`` in ``_core.pyx``). Neither may change a byte: these pin that for the cases
+where the template route must step aside (pickles of more than one frame, functions pickled by
+reference, errors, nested ``dumps``, threads) and check the pickles in a fresh interpreter.
+"""
+
+import functools
+import gc
+import io
+import pickle
+import threading
+import weakref
+from typing import Any, Callable, Dict, List
+
+import pytest
+from conftest import Impl, load_in_subprocess
+
+import fastfnpickle
+
+BIG_LIST = list(range(40_000))        # more than one 64 KiB frame of opcodes
+BIG_BYTES = b"x" * 200_000            # written outside the frames
+MEDIUM = "y" * 60_000                 # about one frame: the cut lands near the template
+
+
+def plain(impl: Impl, obj: Any) -> bytes:
+    f = io.BytesIO()
+    impl.Pickler(f).dump(obj)
+    return f.getvalue()
+
+
+def _module_level(x: int) -> int:
+    return x * 2
+
+
+@functools.singledispatch
+def _dispatch(x: Any) -> str:
+    return "any"
+
+
+def corpus() -> Dict[str, Callable[..., Any]]:
+    k = 3
+
+    def recursive(n: int) -> int:
+        return 1 if n <= 1 else n * recursive(n - 1)
+
+    class Local:
+        def method(self) -> int:
+            return k
+
+    return {
+        "lambda": lambda x: x + 1,
+        "closure": lambda x: x + k,
+        "global refs": lambda: (pickle.HIGHEST_PROTOCOL, functools.reduce),
+        "recursive": recursive,
+        "set default": lambda s=frozenset({"b", "a", "c"}): sorted(s),
+        "method of a local class": Local.method,
+        "many frames": lambda: BIG_LIST[-1],
+        "big bytes": lambda: len(BIG_BYTES),
+        "about one frame": lambda: len(MEDIUM),
+        "by reference": _module_level,
+        "singledispatch": _dispatch,
+        "builtin": len,
+    }
+
+
+@pytest.mark.parametrize("name", list(corpus()))
+def test_dumps_writes_what_a_fresh_pickler_writes(impl: Impl, name: str) -> None:
+    func = corpus()[name]
+    expected = plain(impl, func)
+    # Twice, and after a pickle of plain data: the reused pickler's memo starts clean each time.
+    assert impl.core.dumps(func) == expected
+    assert impl.core.dumps(func) == expected
+    assert impl.core.dumps({"data": [1, 2, 3]}) == plain(impl, {"data": [1, 2, 3]})
+    assert impl.core.dumps(func) == expected
+    assert impl.core.dumps([func, func]) == plain(impl, [func, func])
+
+
+def test_frame_cut_near_the_template(impl: Impl) -> None:
+    # Closure contents from just under to just over one frame, so the plain route's first
+    # frame ends on either side of where the template's bytes would move it.
+    for size in range(65_440, 65_560, 7):
+        text = "z" * size
+        func = lambda: text  # noqa: E731
+        assert impl.core.dumps(func) == plain(impl, func), size
+
+
+def test_template_route_is_active_in_the_compiled_core() -> None:
+    core = pytest.importorskip("fastfnpickle._core", reason="compiled core not built")
+    assert core._seeded()
+
+
+class _Unpicklable:
+    def __reduce__(self) -> Any:
+        raise TypeError("not today")
+
+
+def test_error_then_success(impl: Impl) -> None:
+    bad = _Unpicklable()
+    broken = lambda: bad  # noqa: E731
+    with pytest.raises(TypeError, match="not today") as plain_error:
+        plain(impl, broken)
+    with pytest.raises(TypeError, match="not today") as dumps_error:
+        impl.core.dumps(broken)
+    assert getattr(dumps_error.value, "__notes__", None) == getattr(
+        plain_error.value, "__notes__", None)
+    fine = lambda: 1  # noqa: E731
+    assert impl.core.dumps(fine) == plain(impl, fine)
+
+
+class _DumpsInside:
+    """An object whose reduce calls dumps() of a function, inside a dumps() of a function."""
+
+    def __init__(self, func: Callable[[], int]) -> None:
+        self.func = func
+
+    def __reduce__(self) -> Any:
+        return (bytes, (fastfnpickle.dumps(self.func),))
+
+
+def test_nested_dumps(impl: Impl) -> None:
+    inner = lambda: 41  # noqa: E731
+    holder = _DumpsInside(inner)
+    outer = lambda: holder  # noqa: E731
+    data = impl.core.dumps(outer)
+    assert data == plain(impl, outer)
+    nested = fastfnpickle.loads(data)()
+    assert fastfnpickle.loads(nested)() == 41
+
+
+def test_dumps_keeps_nothing_alive(impl: Impl) -> None:
+    class Payload:
+        pass
+
+    payload = Payload()
+    ref = weakref.ref(payload)
+    func = lambda: payload  # noqa: E731
+    impl.core.dumps(func)
+    del func, payload
+    gc.collect()
+    assert ref() is None
+
+
+def test_threads_write_the_same_bytes(impl: Impl) -> None:
+    funcs = list(corpus().values())
+    expected = [plain(impl, f) for f in funcs]
+    results: List[List[bytes]] = []
+    errors: List[BaseException] = []
+
+    def work() -> None:
+        try:
+            results.append([impl.core.dumps(f) for f in funcs * 5])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for got in results:
+        assert got == expected * 5
+
+
+def test_loaded_and_called_in_a_fresh_interpreter(impl: Impl) -> None:
+    funcs = corpus()
+    data = impl.core.dumps([funcs[name] for name in
+                            ("lambda", "closure", "recursive", "many frames", "big bytes")])
+    singles = [impl.core.dumps(funcs[name]) for name in ("closure", "many frames")]
+    out = load_in_subprocess(data, """
+        print(obj[0](1), obj[1](1), obj[2](5), obj[3](), obj[4]())
+    """, impl)
+    assert out.split() == ["2", "4", "120", "39999", "200000"]
+    for single, expected in zip(singles, ("7", "39999"), strict=True):
+        call = "print(obj(4))" if expected == "7" else "print(obj())"
+        assert load_in_subprocess(single, call, impl).strip() == expected
