@@ -130,15 +130,18 @@ def test_nested_dumps(impl: Impl) -> None:
     assert fastfnpickle.loads(nested)() == 41
 
 
-def test_dumps_keeps_nothing_alive(impl: Impl) -> None:
+def _dump_a_closure_over_a_payload(impl: Impl) -> "weakref.ref[Any]":
     class Payload:
         pass
 
     payload = Payload()
-    ref = weakref.ref(payload)
     func = lambda: payload  # noqa: E731
     impl.core.dumps(func)
-    del func, payload
+    return weakref.ref(payload)
+
+
+def test_dumps_keeps_nothing_alive(impl: Impl) -> None:
+    ref = _dump_a_closure_over_a_payload(impl)
     gc.collect()
     assert ref() is None
 
