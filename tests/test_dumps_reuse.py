@@ -180,3 +180,40 @@ def test_loaded_and_called_in_a_fresh_interpreter(impl: Impl) -> None:
     for single, expected in zip(singles, ("7", "39999"), strict=True):
         call = "print(obj(4))" if expected == "7" else "print(obj())"
         assert load_in_subprocess(single, call, impl).strip() == expected
+
+
+def _plain_with_buffers(impl: Impl, obj: Any, callback: Any) -> bytes:
+    f = io.BytesIO()
+    impl.Pickler(f, 5, buffer_callback=callback).dump(obj)
+    return f.getvalue()
+
+
+def test_buffer_callback_through_the_reused_pickler(impl: Impl) -> None:
+    np = pytest.importorskip("numpy", reason="numpy (test extra) is not installed")
+    arr = np.arange(100_000, dtype=np.float64)
+    func = lambda: float(arr.sum())  # noqa: E731
+
+    ours: List[pickle.PickleBuffer] = []
+    theirs: List[pickle.PickleBuffer] = []
+    data = impl.core.dumps(func, buffer_callback=ours.append)
+    assert data == _plain_with_buffers(impl, func, theirs.append)
+    assert len(ours) == len(theirs) == 1
+    assert bytes(ours[0].raw()) == bytes(theirs[0].raw())
+    assert fastfnpickle.loads(data, buffers=ours)() == float(arr.sum())
+
+    # The next call has no callback: in band again, as a pickler without one writes it.
+    assert impl.core.dumps(func) == plain(impl, func)
+    # A callback answering "in band" for every buffer.
+    assert impl.core.dumps(func, buffer_callback=lambda b: True) == plain(impl, func)
+
+    class Refused(Exception):
+        pass
+
+    def refuse(buffer: Any) -> None:
+        raise Refused("no buffers here")
+
+    with pytest.raises(Refused):
+        impl.core.dumps(func, buffer_callback=refuse)
+    assert impl.core.dumps(func) == plain(impl, func)
+    out = load_in_subprocess(impl.core.dumps(func), "print(obj())", impl)
+    assert float(out) == float(arr.sum())

@@ -16,6 +16,26 @@ LOAD_METHOD: int = _op.get("LOAD_METHOD", -1)
 LOAD_FROM_DICT_OR_GLOBALS: int = _op.get("LOAD_FROM_DICT_OR_GLOBALS", -1)
 CACHE: int = _op.get("CACHE", -1)
 
+
+
+def _cache_entries() -> tuple:
+    """CACHE units after each opcode (3.11+; all 0 before), as ``dis`` skips them: a scanner
+    may jump over them instead of reading each one."""
+    entries = getattr(opcode, "_inline_cache_entries", None)
+    counts = [0] * 256
+    if isinstance(entries, (list, tuple)):  # 3.11-3.12: indexed by opcode
+        for op, count in enumerate(entries[:256]):
+            counts[op] = count
+    elif entries is not None:  # 3.13+: a mapping by opcode name
+        for name, count in entries.items():
+            op = _op.get(name)
+            if op is not None and 0 <= op < 256:
+                counts[op] = count
+    return tuple(counts)
+
+
+CACHE_ENTRIES: tuple = _cache_entries()
+
 # 3.11+: LOAD_GLOBAL's oparg is ``namei << 1 | push_null``; 3.12+: LOAD_ATTR's is
 # ``namei << 1 | is_method``.
 LOAD_GLOBAL_SHIFT: int = 1 if sys.version_info >= (3, 11) else 0

@@ -34,6 +34,10 @@ cdef extern from "Python.h":
         PyObject* co_filename
     PyTypeObject* _type_of "Py_TYPE"(PyObject* o)
 
+cdef extern from "Python.h":
+    # Borrowed, NULL for an empty cell (Cython's own declaration returns an object).
+    PyObject* PyCell_GET(object cell)
+
 cdef extern from "marshal.h":
     bytes PyMarshal_WriteObjectToString(object value, int version)
 
@@ -122,6 +126,9 @@ cdef int _LOAD_ATTR = B.LOAD_ATTR
 cdef int _LOAD_METHOD = B.LOAD_METHOD
 cdef int _LOAD_FROM_DICT_OR_GLOBALS = B.LOAD_FROM_DICT_OR_GLOBALS
 cdef int _CACHE = B.CACHE
+cdef unsigned char _CACHE_ENTRIES[256]
+for _op in range(256):
+    _CACHE_ENTRIES[_op] = B.CACHE_ENTRIES[_op]
 cdef int _LOAD_GLOBAL_SHIFT = B.LOAD_GLOBAL_SHIFT
 cdef int _LOAD_ATTR_SHIFT = B.LOAD_ATTR_SHIFT
 cdef int _LOAD_FAST = B.LOAD_FAST
@@ -148,6 +155,10 @@ cdef class CodeInfo:
     cdef readonly tuple names
     cdef readonly tuple chains
     cdef readonly object doc
+    # Per chain, (root module name, the dotted names its attributes spell): built once per
+    # module name (concatenating and hashing new strings on every pickle cost more than the
+    # rest of a function with a few chains), rebuilt if a later pickle finds another module.
+    cdef list dotted
 
     def __init__(self, str tag, bytes data, filename, tuple names, tuple chains, doc):
         self.tag = tag
@@ -156,6 +167,7 @@ cdef class CodeInfo:
         self.names = names
         self.chains = chains
         self.doc = doc
+        self.dotted = [None] * len(chains)
 
 
 # id(code) -> (code, info). The entry holds the code object, so its id cannot be reused while
@@ -190,15 +202,22 @@ cpdef CodeInfo code_info(object code):
         return <CodeInfo>(<tuple>entry)[1]
     cdef list names = []
     cdef list chains = []
-    cdef bint has_sets = _scan_code(code, names, chains, set(), set())
+    seen = set()  # names (str) and chains (tuples) never collide
+    cdef bint has_sets = _scan_code(code, names, chains, seen, seen)
     filename = code.co_filename
     if (has_sets or FASTFNPICKLE_GIL_DISABLED or not _BLANK_IN_PLACE
             or type(filename) is not str or not _exact_str_filenames(<PyObject*>code)):
         data = _seal(_marshal_dumps(_portable(code, filename, has_sets), 2))
     else:
         data = _seal(_marshal_blanked(code, filename))
-    cdef CodeInfo info = CodeInfo(CODE_TAG_SETS if has_sets else CODE_TAG, data, filename,
-                                  tuple(names), tuple(chains), _derived_doc(code))
+    cdef CodeInfo info = CodeInfo.__new__(CodeInfo)
+    info.tag = CODE_TAG_SETS if has_sets else CODE_TAG
+    info.data = data
+    info.filename = filename
+    info.names = tuple(names)
+    info.chains = tuple(chains)
+    info.doc = _derived_doc(code)
+    info.dotted = [None] * len(chains) if chains else None
     if len(_CODE_CACHE) >= _CODE_CACHE_MAX:
         _CODE_CACHE.clear()
     _CODE_CACHE[key] = (code, info)
@@ -217,8 +236,9 @@ cdef object _derived_doc(object code):
 
 cdef void _add_chain(list chains, set seen_chains, object head, list attrs):
     chain = (head, tuple(attrs))
-    if chain not in seen_chains:
-        seen_chains.add(chain)
+    cdef Py_ssize_t before = len(seen_chains)
+    seen_chains.add(chain)  # one hash of the nested tuple, not two
+    if len(seen_chains) != before:
         chains.append(chain)
 
 
@@ -265,6 +285,7 @@ cdef bint _scan_code(object code, list names, list chains, set seen_names,
         ext = 0
         if op == _CACHE:
             continue
+        i += 2 * _CACHE_ENTRIES[op]
         if op == _LOAD_ATTR:
             if head is not None:
                 if head is _PENDING:
@@ -450,10 +471,13 @@ cdef bint _is_by_reference(object func, object qualname, object registered) exce
     return obj is func
 
 
-cdef object _submodules(tuple chains, dict modules, object func, object registered):
+cdef object _submodules(CodeInfo info, dict modules, object func, object registered):
     cdef list found = None
     cdef object local = None
-    for head, attrs in chains:
+    cdef Py_ssize_t i = -1
+    cdef tuple entry
+    for head, attrs in info.chains:
+        i += 1
         if type(head) is str:
             if modules is None:
                 continue
@@ -474,15 +498,44 @@ cdef object _submodules(tuple chains, dict modules, object func, object register
                 name = local[head] = _modules.local_module_name(func, head, registered)
         if name is None:
             continue
-        for attr in attrs:
-            name = name + "." + attr
-            if name not in _sys_modules:
+        cached = info.dotted[i]
+        if cached is None or ((<tuple>cached)[0] is not name and (<tuple>cached)[0] != name):
+            cached = (name, _dotted_names(name, attrs))
+            info.dotted[i] = cached
+        entry = <tuple>cached
+        for dotted in <tuple>entry[1]:
+            if PyDict_GetItemWithError(_sys_modules, dotted) is NULL:
                 break
             if found is None:
-                found = [name]
-            elif name not in found:
-                found.append(name)
+                found = [dotted]
+            elif dotted not in found:
+                found.append(dotted)
     return None if found is None else tuple(found)
+
+
+# (module name, attrs) -> the dotted names: shared by every code object with that chain, so a
+# fresh copy of a function (or another function using ``np.linalg``) finds its strings built
+# and their hashes cached. Bounded like the code cache.
+cdef dict _DOTTED = {}
+cdef Py_ssize_t _DOTTED_MAX = 4096
+
+
+cdef tuple _dotted_names(object name, tuple attrs):
+    key = (name, attrs)
+    cdef PyObject* found = PyDict_GetItemWithError(_DOTTED, key)
+    if found is not NULL:
+        return <tuple>found
+    cdef list out = []
+    for attr in attrs:
+        # Interned (as the twin does): which submodule names the memo shares must not depend
+        # on this cache's history.
+        name = _intern(name + "." + attr)
+        out.append(name)
+    cdef tuple names = tuple(out)
+    if len(_DOTTED) >= _DOTTED_MAX:
+        _DOTTED.clear()
+    _DOTTED[key] = names
+    return names
 
 
 cdef object _imported_name(object value, object registered):
@@ -505,6 +558,10 @@ cdef object _stable(object pickler, object value):
 
 cdef object reduce_function(object pickler, object func):
     cdef PyFunctionObject* f = <PyFunctionObject*>func
+    if type(pickler) is not Pickler:
+        # A subclass may have skipped our __init__; the twin fails on the missing attribute
+        # here (and _dump reports it), so this reads it too.
+        pickler._tokens
     qualname = _field(f.func_qualname)
     if func in _OWN_FUNCTIONS:
         return qualname  # a reconstructor: saved as the global it is (see reducer_override)
@@ -558,7 +615,7 @@ cdef object reduce_function(object pickler, object func):
         closure_arg, cell_values, empty = _closure_parts(pickler, func, closure)
     submods = None
     if info.chains:
-        submods = _submodules(info.chains, modules, func, registered)
+        submods = _submodules(info, modules, func, registered)
     if lazy_submodules is not None:
         submods = _deferred.with_submodules(submods, lazy_submodules)
     type_params = None
@@ -603,8 +660,7 @@ cdef object reduce_function(object pickler, object func):
         attrs or None,
         extra,
     ))
-    args = (info.tag, info.data, info.filename, _globals_token(pickler._tokens, gdict),
-            closure_arg)
+    args = (info.tag, info.data, info.filename, _globals_token(gdict), closure_arg)
     if not state:
         return (_FUNCTION, args)
     return (_FUNCTION, args, state, None, None, _FUNCTION)
@@ -635,7 +691,7 @@ cdef str _NAME_KEY = "__name__"
 cdef str _PACKAGE_KEY = "__package__"
 
 
-cdef dict _globals_token(dict tokens, dict gdict):
+cdef dict _globals_token(dict gdict):
     key = <Py_ssize_t><PyObject*>gdict
     cdef PyObject* name = PyDict_GetItemWithError(gdict, _NAME_KEY)
     cdef PyObject* package = PyDict_GetItemWithError(gdict, _PACKAGE_KEY)
@@ -667,18 +723,19 @@ cdef tuple _closure_parts(object pickler, object func, tuple closure):
     cdef Py_ssize_t i = 0
     cdef PyObject* owner
     cdef bint empty
+    cdef PyObject* contents
     for cell in closure:
-        try:
-            value = cell.cell_contents
-            empty = False
-        except ValueError:
-            value = None
-            empty = True
+        if type(cell) is not _CellType:
+            raise TypeError(f"{func.__qualname__!r}.__closure__ holds a {type(cell).__name__}, "
+                            f"not a cell")
+        contents = PyCell_GET(cell)
+        empty = contents is NULL
+        value = None if empty else <object>contents
         if not empty and type(value) is dict and func.__code__.co_freevars[i] == _CLASSDICT_CELL:
             values.append(_classdict_snapshot(pickler, value, code_info(func.__code__).names))
             i += 1
             continue
-        key = id(cell)
+        key = <Py_ssize_t><PyObject*>cell  # id(cell), without the call
         owner = PyDict_GetItem(seen, key)
         if owner is NULL:
             seen[key] = (func, i)
@@ -820,7 +877,7 @@ class Pickler(pickle.Pickler):
 
     def _globals_token(self, gdict):
         """The dict that stands for ``gdict`` in this pickle (see the twin)."""
-        return _globals_token(self._tokens, gdict)
+        return _globals_token(gdict)
 
     def _stable(self, value):
         """``value``, or a stand-in that writes a set's elements in a stable order."""
@@ -876,10 +933,6 @@ def _uninitialized(pickler):
 
 cdef _clear(object pickler):
     _C_CLEAR_MEMO(pickler)
-    _clear_tokens(pickler)
-
-
-cdef _clear_tokens(object pickler):
     cdef dict tokens = pickler._tokens
     cdef dict cells = pickler._closure_cells
     if tokens:
@@ -1003,24 +1056,46 @@ cdef bytes _dump_seeded(object pickler, _Sink sink, object func):
     return out
 
 
+cdef class _Buffers:
+    """The reusable pickler's buffer_callback: hands each buffer to this dumps() call's
+    callback, and without one answers "in band", which is what a pickler without a callback
+    writes. (A pickler takes its callback only when built.)"""
+
+    cdef object target
+
+    def __call__(self, buffer):
+        if self.target is None:
+            return True
+        return self.target(buffer)
+
+
 cdef class _Slot:
     """This thread's reusable pickler for dumps()."""
 
     cdef _Sink sink
+    cdef _Buffers buffers
     cdef object pickler
+    cdef dict tokens  # the pickler's own, held here to be emptied without attribute lookups
+    cdef dict cells
     cdef bint busy
     cdef bint seeded  # the memo holds the seed (and nothing else): see _dump_seeded
 
     def __init__(self):
         self.sink = _Sink()
-        self.pickler = Pickler(self.sink)
+        self.buffers = _Buffers()
+        self.renew()
         self.busy = False
+
+    cdef renew(self):
+        self.pickler = Pickler(self.sink, None, buffer_callback=self.buffers)
+        self.tokens = self.pickler._tokens
+        self.cells = self.pickler._closure_cells
         self.seeded = False
 
 
 def dumps(obj, protocol=None, buffer_callback=None):
     """The pickle of ``obj`` as bytes (see ``fastfnpickle.dumps``)."""
-    if buffer_callback is not None or not (protocol is None or protocol == DEFAULT_PROTOCOL):
+    if not (protocol is None or protocol == DEFAULT_PROTOCOL):
         buf = io.BytesIO()
         _dump(Pickler(buf, protocol, buffer_callback=buffer_callback), obj)
         return buf.getvalue()
@@ -1040,6 +1115,7 @@ def dumps(obj, protocol=None, buffer_callback=None):
         except Exception:
             pass  # the plain route meets the same error, and reports where it is
     slot.busy = True
+    slot.buffers.target = buffer_callback
     try:
         if seeded:
             if not slot.seeded:
@@ -1062,14 +1138,19 @@ def dumps(obj, protocol=None, buffer_callback=None):
         # to the user's objects now (a seeded dump by setting the seed again, which also
         # readies the next one).
         if len(chunks) > 1 or (chunks and len(chunks[0]) > _REUSE_LIMIT):
-            slot.pickler = Pickler(slot.sink)
-        elif seeded:
-            pickler.memo = _SEED_MEMO
-            _clear_tokens(pickler)
-            slot.seeded = True
+            slot.renew()
         else:
-            _clear(pickler)
+            if seeded:
+                pickler.memo = _SEED_MEMO
+                slot.seeded = True
+            else:
+                _C_CLEAR_MEMO(pickler)
+            if slot.tokens:
+                slot.tokens.clear()
+            if slot.cells:
+                slot.cells.clear()
         chunks.clear()
+        slot.buffers.target = None
         slot.busy = False
 
 

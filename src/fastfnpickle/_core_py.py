@@ -307,7 +307,9 @@ def _submodules(chains: Tuple[Tuple[Any, Tuple[str, ...]], ...],
         if name is None:
             continue
         for attr in attrs:
-            name = name + "." + attr
+            # Interned: equal submodule names are one object, whichever function found them,
+            # so the memo shares them the same way in both twins (the compiled one caches them).
+            name = sys.intern(name + "." + attr)
             if name not in loaded:
                 break
             if found is None:
