@@ -207,3 +207,60 @@ def test_compiled_loader_matches_the_pure_one_on_every_function() -> None:
         a = load.code(tag, data, filename)
         b = _load_py.code(tag, data, filename)
         assert a == b and _filenames(a) == _filenames(b) == _filenames(f.__code__)
+
+
+def _interpreter_doc(code: types.CodeType) -> Any:
+    cells = tuple(types.CellType() for _ in code.co_freevars) or None
+    return types.FunctionType(code, {}, None, None, cells).__doc__
+
+
+def _code_objects_of(module: Any) -> List[types.CodeType]:
+    found: List[types.CodeType] = []
+
+    def walk(code: types.CodeType) -> None:
+        found.append(code)
+        for const in code.co_consts:
+            if isinstance(const, types.CodeType):
+                walk(const)
+
+    for value in vars(module).values():
+        for candidate in (value, *vars(value).values()) if isinstance(value, type) else (value,):
+            code = getattr(candidate, "__code__", None)
+            if isinstance(code, types.CodeType):
+                walk(code)
+    return found
+
+
+def test_derived_docstring_matches_the_interpreter(impl: Any) -> None:
+    # The compiled core reads the docstring rule from the code struct (3.14+ by a flag); the
+    # twin asks the interpreter. Both must give what a function made from the code has.
+    import email.message
+    import json.decoder
+    import pickletools
+
+    codes = [c for m in (json.decoder, email.message, pickletools, textwrap)
+             for c in _code_objects_of(m)]
+    assert len(codes) > 100
+
+    def documented(a: int) -> int:
+        """A docstring."""
+        return a
+
+    def constant_first() -> str:
+        return "not a docstring"
+
+    base = documented.__code__
+    codes += [
+        base, constant_first.__code__, (lambda: None).__code__,
+        base.replace(co_consts=()),
+        base.replace(co_consts=(1,) + base.co_consts[1:]),
+        constant_first.__code__.replace(co_consts=("moved first",)
+                                        + constant_first.__code__.co_consts),
+    ]
+    for code in codes:
+        try:
+            expected = _interpreter_doc(code)
+        except Exception:  # a hand-made code object the interpreter refuses: nothing to match
+            continue
+        got = impl.core.code_info(code).doc
+        assert got is expected, (code, got, expected)

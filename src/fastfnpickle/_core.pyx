@@ -19,7 +19,6 @@ from types import CellType, CodeType, FunctionType, ModuleType
 from cpython.object cimport PyObject, PyTypeObject, Py_TPFLAGS_HEAPTYPE
 from cpython.dict cimport PyDict_GetItem, PyDict_GetItemWithError
 from cpython.type cimport PyType_Check
-from cpython.function cimport PyFunction_New
 from cpython.module cimport PyModule_Check
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from libc.stdint cimport uint32_t
@@ -32,6 +31,7 @@ cdef extern from "Python.h":
     ctypedef struct _CodeStruct "PyCodeObject":
         PyObject* co_consts
         PyObject* co_filename
+        int co_flags
     PyTypeObject* _type_of "Py_TYPE"(PyObject* o)
 
 cdef extern from "Python.h":
@@ -224,14 +224,22 @@ cpdef CodeInfo code_info(object code):
     return info
 
 
-cdef dict _DOC_GLOBALS = {}
+# 3.14+: the compiler flags a docstring (inspect.CO_HAS_DOCSTRING); before, any str first
+# constant is one.
+cdef int _CO_HAS_DOCSTRING = getattr(__import__("inspect"), "CO_HAS_DOCSTRING", 0)
 
 
 cdef object _derived_doc(object code):
-    # The C constructor wants no cells for the code's free variables (the function is never
-    # called), which the type's constructor would.
-    func = PyFunction_New(code, _DOC_GLOBALS)
-    return _field((<PyFunctionObject*>func).func_doc)
+    # The docstring a function made from ``code`` gets (PyFunction_New's rule, which loading
+    # follows), read from the struct: the twin asks the interpreter by making a function, and
+    # tests/test_code_encoding.py holds the two to the same answer on every version.
+    cdef _CodeStruct* co = <_CodeStruct*><PyObject*>code
+    if _CO_HAS_DOCSTRING and not (co.co_flags & _CO_HAS_DOCSTRING):
+        return None
+    if PyTuple_GET_SIZE(<object>co.co_consts) == 0:
+        return None
+    first = <object>PyTuple_GET_ITEM(<object>co.co_consts, 0)
+    return first if isinstance(first, str) else None
 
 
 cdef void _add_chain(list chains, set seen_chains, object head, list attrs):
