@@ -111,6 +111,13 @@ cdef bint _HAS_TYPE_PARAMS = sys.version_info >= (3, 12)
 cdef object _OWN_FUNCTIONS = _rebuild.OWN_FUNCTIONS
 cdef object _FUNCTION = _rebuild.function
 cdef object _IMPORT_MODULE = _rebuild.import_module
+# register_pickle_by_value() rebinds _modules.BY_VALUE; its module dict is read directly (a
+# module attribute lookup costs four times a dict lookup, twice per dumps call).
+cdef dict _MODULES_DICT = _modules.__dict__
+
+
+cdef inline object _registered():
+    return <object>PyDict_GetItem(_MODULES_DICT, "BY_VALUE")
 
 
 cdef inline object _field(PyObject* value):
@@ -159,6 +166,7 @@ cdef class CodeInfo:
     # module name (concatenating and hashing new strings on every pickle cost more than the
     # rest of a function with a few chains), rebuilt if a later pickle finds another module.
     cdef list dotted
+    cdef object code  # the cache's key is id(code): holding it keeps that id from reuse
 
     def __init__(self, str tag, bytes data, filename, tuple names, tuple chains, doc):
         self.tag = tag
@@ -170,7 +178,7 @@ cdef class CodeInfo:
         self.dotted = [None] * len(chains)
 
 
-# id(code) -> (code, info). The entry holds the code object, so its id cannot be reused while
+# id(code) -> info. The entry holds the code object, so its id cannot be reused while
 # cached; bounded, and emptied when full (cheaper per lookup than weak references).
 cdef dict _CODE_CACHE = {}
 cdef Py_ssize_t _CODE_CACHE_MAX = 4096
@@ -198,8 +206,8 @@ cpdef CodeInfo code_info(object code):
     """The cached :class:`CodeInfo` of ``code``."""
     cdef object key = <Py_ssize_t><PyObject*>code  # id(code), without the call
     cdef PyObject* entry = PyDict_GetItem(_CODE_CACHE, key)
-    if entry is not NULL and (<tuple>entry)[0] is code:
-        return <CodeInfo>(<tuple>entry)[1]
+    if entry is not NULL and (<CodeInfo>entry).code is code:
+        return <CodeInfo>entry
     cdef list names = []
     cdef list chains = []
     seen = set()  # names (str) and chains (tuples) never collide
@@ -220,7 +228,8 @@ cpdef CodeInfo code_info(object code):
     info.dotted = [None] * len(chains) if chains else None
     if len(_CODE_CACHE) >= _CODE_CACHE_MAX:
         _CODE_CACHE.clear()
-    _CODE_CACHE[key] = (code, info)
+    info.code = code
+    _CODE_CACHE[key] = info
     return info
 
 
@@ -910,7 +919,7 @@ cdef object _C_CLEAR_MEMO = pickle.Pickler.clear_memo
 
 
 cdef _dump(object pickler, object obj):
-    pickler._by_value = _modules.BY_VALUE
+    pickler._by_value = _registered()
     try:
         _C_DUMP(pickler, obj)
     except _MoreFrames:
@@ -1027,7 +1036,7 @@ cdef bint _seedable(object func) except -1:
     if func in _OWN_FUNCTIONS or <object>(<PyFunctionObject*>func).func_code is _SINGLEDISPATCH_CODE:
         return False
     return not _is_by_reference(func, _field((<PyFunctionObject*>func).func_qualname),
-                                _modules.BY_VALUE)
+                                _registered())
 
 
 cdef bytes _dump_seeded(object pickler, _Sink sink, object func):
