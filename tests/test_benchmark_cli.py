@@ -298,3 +298,53 @@ def test_a_reader_that_leaves_early_ends_the_run_quietly(monkeypatch: Any) -> No
 
     monkeypatch.setattr(sys, "stdout", ClosedPipe())
     assert bench.main(["--list"]) == 141
+
+
+def test_the_floor_loads_big_packages_in_a_fresh_interpreter() -> None:
+    # The floor must be a correct pickler: its pickle of a function reaching
+    # ``xml.etree.ElementTree`` through ``xml`` names that submodule for the loader to import.
+    pytest.importorskip("numpy", reason="numpy (test extra) is not installed")
+    from fastfnpickle.bench.targets import floor_dumps
+    from fastfnpickle.bench.workloads import WORKLOADS
+
+    workload = WORKLOADS["big-packages"]
+    with workload.environment(1.0):
+        data = floor_dumps(workload.build(1.0))
+    code = textwrap.dedent("""
+        import sys
+        from fastfnpickle.bench.targets import floor_loads
+        assert "xml.etree" not in sys.modules
+        print(floor_loads(sys.stdin.buffer.read())([1.0, 2.0, 3.0]))
+    """)
+    env = PYTHON_IMPL.env()
+    proc = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode().strip() == '<report mean="2.0" norm="3.741657" />'
+
+
+class _Probe:
+    """Loads by running code that fails if an earlier load in the same interpreter ran it."""
+
+    def __reduce__(self) -> Any:
+        return (exec, ("import sys\n"
+                       "assert 'fastfnpickle_probe' not in sys.modules, 'interpreter shared'\n"
+                       "sys.modules['fastfnpickle_probe'] = sys\n",))
+
+
+def test_each_pickle_is_checked_in_an_interpreter_of_its_own() -> None:
+    # A pickle that loads only because another one imported what it needs first must not pass
+    # (the floor's big-packages pickle did, behind fastfnpickle's): no two share a loader.
+    from fastfnpickle.bench.runner import Case, Progress, _verify_in_subprocess
+    from fastfnpickle.bench.targets import resolve_targets
+    from fastfnpickle.bench.workloads import Workload
+
+    target = resolve_targets(["pickle"])[0][0]
+    cases = []
+    for name in ("probe-a", "probe-b"):
+        case = Case(Workload(name, "user", "", lambda s: None, None), target, None, 1.0)
+        case.pickles = [pickle.dumps(_Probe(), 5)]
+        case.buffers = [[]]
+        cases.append(case)
+    _verify_in_subprocess(cases, Progress(False))
+    assert [(c.status, c.note) for c in cases] == [("ok", ""), ("ok", "")]

@@ -28,6 +28,7 @@ import sys
 import time
 import traceback
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import report
@@ -203,39 +204,43 @@ def check_loaded(workload: Workload, loads: Callable[[bytes, Any], Any], pickles
 # The fresh-interpreter check
 
 def _verify_in_subprocess(cases: List[Case], progress: "Progress") -> None:
-    """Load every case's pickles in one fresh interpreter; mark the ones that fail there."""
+    """Load every case's pickles in a fresh interpreter of its own; mark the ones that fail.
+
+    One interpreter per case: a pickle that only loads because another target's pickle
+    imported a submodule first (the marshal floor's did, before it recorded submodules) must
+    fail here as it fails for a user."""
     todo = [c for c in cases if c.status == "ok"]
     if not todo:
         return
-    jobs = []
-    for key, case in enumerate(todo):
+    progress.say(f"checking {len(todo)} pickles, each in a fresh interpreter")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    code = "from fastfnpickle.bench.runner import _verify_child; _verify_child()"
+
+    def check(case: Case) -> Optional[str]:
         if case.workload.per_call:
             indices = sample_indices(len(case.pickles))
         else:
             indices = [0]
         samples = [(i, case.pickles[i], [bytes(memoryview(b)) for b in case.buffers[i]])
                    for i in indices]
-        jobs.append((key, case.workload.name, case.workload.per_call, case.target.loader,
-                     case.scale, samples))
-    progress.say(f"checking {len(jobs)} pickles in a fresh interpreter")
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    code = "from fastfnpickle.bench.runner import _verify_child; _verify_child()"
-    try:
-        proc = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(jobs, 5),
-                              capture_output=True, env=env, timeout=600)
-    except subprocess.TimeoutExpired:
-        for case in todo:
-            case.fail("error", "fresh-interpreter check timed out")
-        return
-    if proc.returncode != 0:
-        err = proc.stderr.decode(errors="replace").strip().splitlines()
-        for case in todo:
-            case.fail("error", "fresh-interpreter check crashed: " + (err[-1] if err else "?"))
-        return
-    for key, error in json.loads(proc.stdout.decode()):
-        if error is not None:
-            todo[key].fail("error", "wrong in a fresh interpreter: " + error)
+        job = (0, case.workload.name, case.workload.per_call, case.target.loader, case.scale,
+               samples)
+        try:
+            proc = subprocess.run([sys.executable, "-c", code], input=pickle.dumps([job], 5),
+                                  capture_output=True, env=env, timeout=600)
+        except subprocess.TimeoutExpired:
+            return "fresh-interpreter check timed out"
+        if proc.returncode != 0:
+            err = proc.stderr.decode(errors="replace").strip().splitlines()
+            return "fresh-interpreter check crashed: " + (err[-1] if err else "?")
+        [(_, error)] = json.loads(proc.stdout.decode())
+        return None if error is None else "wrong in a fresh interpreter: " + error
+
+    with ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:
+        for case, error in zip(todo, pool.map(check, todo), strict=True):
+            if error is not None:
+                case.fail("error", error)
 
 
 def _verify_child() -> None:

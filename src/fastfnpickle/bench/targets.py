@@ -5,8 +5,9 @@ Every target pickles with protocol 5. ``dumps(obj, buffer_callback)`` and
 out-of-band workloads.
 
 ``marshal-floor`` is not a serializer anyone should use: it is the least work any function
-pickler must do (marshal the code, pickle the globals it names and its cell contents), with no
-analysis, no caching and no by-reference handling. It applies to function workloads only.
+pickler must do (marshal the code, pickle the globals it names and its cell contents, name the
+submodules the code may reach through a package it holds), with no bytecode analysis, no
+caching and no by-reference handling. It applies to function workloads only.
 """
 
 import builtins
@@ -197,6 +198,19 @@ def _names(code: CodeType, out: set) -> None:
             _names(const, out)
 
 
+def _submodules(package: ModuleType, names: set, out: List[str]) -> None:
+    # Submodules the code may reach as attributes of a package it holds (``xml.etree`` of
+    # ``xml``): a loader must import them, or ``xml.etree`` fails in a fresh interpreter. The
+    # cheapest correct rule: a name of the code that the package holds as a module.
+    attrs = package.__dict__
+    for name in attrs.keys() & names:  # in C: only the names the package has
+        sub = attrs[name]
+        if type(sub) is ModuleType and sub.__name__ not in out:
+            out.append(sub.__name__)
+            if "__path__" in sub.__dict__:  # a package (no exception raised for a module)
+                _submodules(sub, names, out)
+
+
 def _floor_parts(func: FunctionType, active: set) -> tuple:
     active.add(id(func))
     names: set = set()
@@ -205,12 +219,15 @@ def _floor_parts(func: FunctionType, active: set) -> tuple:
     values: Dict[str, Any] = {}
     modules: Dict[str, str] = {}
     functions: Dict[str, tuple] = {}
+    submodules: List[str] = []
     for name in names:
         if name in g:
             value = g[name]
             t = type(value)
             if t is ModuleType:
                 modules[name] = value.__name__
+                if "__path__" in value.__dict__:
+                    _submodules(value, names, submodules)
             elif t is FunctionType:
                 if id(value) not in active:  # recursion: the floor just drops the reference
                     functions[name] = _floor_parts(value, active)
@@ -219,7 +236,8 @@ def _floor_parts(func: FunctionType, active: set) -> tuple:
     closure = func.__closure__
     cells = None if closure is None else tuple([c.cell_contents for c in closure])
     active.discard(id(func))
-    return (marshal.dumps(func.__code__), values, modules, functions, cells, func.__defaults__)
+    return (marshal.dumps(func.__code__), values, modules, functions, cells, func.__defaults__,
+            submodules)
 
 
 def floor_dumps(obj: Any, buffer_callback: Any = None) -> bytes:
@@ -234,7 +252,10 @@ def floor_dumps(obj: Any, buffer_callback: Any = None) -> bytes:
 
 
 def _floor_function(parts: tuple) -> FunctionType:
-    code, values, modules, functions, cells, defaults = parts
+    code, values, modules, functions, cells, defaults, submodules = parts
+    for name in submodules:
+        if name not in sys.modules:
+            importlib.import_module(name)
     g: Dict[str, Any] = {"__builtins__": builtins}
     g.update(values)
     for name, module in modules.items():
@@ -255,7 +276,8 @@ def floor_loads(data: bytes, buffers: Any = None) -> Any:
 
 def _floor_target() -> Target:
     return Target("marshal-floor", floor_dumps, floor_loads, "", "floor", functions_only=True,
-                  note="marshal.dumps(code) + pickle of the globals and cells it reads",
+                  note="marshal.dumps(code) + pickle of the globals and cells it reads + the "
+                       "submodules it may reach",
                   loads_via="pickle.loads of the parts, marshal.loads of each code object")
 
 
