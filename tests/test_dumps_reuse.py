@@ -217,3 +217,20 @@ def test_buffer_callback_through_the_reused_pickler(impl: Impl) -> None:
     assert impl.core.dumps(func) == plain(impl, func)
     out = load_in_subprocess(impl.core.dumps(func), "print(obj())", impl)
     assert float(out) == float(arr.sum())
+
+
+@pytest.mark.parametrize("limits", [(1, 1 << 20), (3, 1 << 20), (512, 64)])
+def test_code_cache_eviction(limits: Any) -> None:
+    # The compiled core's code cache drops its oldest entries when full (in entries or bytes):
+    # whatever it holds, every pickle is the same.
+    core = pytest.importorskip("fastfnpickle._core", reason="compiled core not built")
+    saved = core._code_cache_limits()
+    try:
+        core._code_cache_limits(*limits)
+        funcs = [eval(f"lambda x: x + {i}") for i in range(10)]  # noqa: S307
+        first = [core.dumps(f) for f in funcs]
+        again = [core.dumps(f) for f in reversed(funcs)][::-1]
+        assert first == again == [plain(Impl("cython", core), f) for f in funcs]
+        assert [fastfnpickle.loads(d)(1) for d in first] == [i + 1 for i in range(10)]
+    finally:
+        core._code_cache_limits(*saved)
