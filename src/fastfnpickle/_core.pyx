@@ -530,6 +530,8 @@ cdef bint _is_by_reference(object func, object qualname, object registered) exce
     if module is NULL:
         return False
     obj = <object>module
+    if "." not in qualname:  # a module-level function: one lookup, no path to build
+        return getattr(obj, qualname, None) is func
     for part in _deferred.qualname_path(qualname):  # 3.15+: private names mangled
         obj = getattr(obj, part, None)
         if obj is None:
@@ -561,7 +563,7 @@ cdef object _submodules(CodeInfo info, dict modules, object func, object registe
                 continue
             name = local.get(head, _MISSING)
             if name is _MISSING:
-                name = local[head] = _modules.local_module_name(func, head, registered)
+                name = local[head] = _local_module_name(func, head, registered)
         if name is None:
             continue
         cached = info.dotted[i]
@@ -584,6 +586,22 @@ cdef object _submodules(CodeInfo info, dict modules, object func, object registe
 # and their hashes cached. Bounded like the code cache.
 cdef dict _DOTTED = {}
 cdef Py_ssize_t _DOTTED_MAX = 4096
+
+
+cdef object _local_module_name(object func, tuple head, object registered):
+    # _modules.local_module_name, with its commonest answer first: a closure cell that holds
+    # something other than a module (``weights.sum()`` over an array) names no module.
+    cdef PyObject* contents
+    closure = _field((<PyFunctionObject*>func).func_closure)
+    if head[0] == _HEAD_DEREF and closure is not None:
+        freevars = (<object>(<PyFunctionObject*>func).func_code).co_freevars
+        if head[1] in freevars:
+            cell = (<tuple>closure)[freevars.index(head[1])]
+            if type(cell) is _CellType:
+                contents = PyCell_GET(cell)
+                if contents is NULL or type(<object>contents) is not _ModuleType:
+                    return None
+    return _modules.local_module_name(func, head, registered)
 
 
 cdef tuple _dotted_names(object name, tuple attrs):
