@@ -799,47 +799,83 @@ cdef dict _globals_token(dict gdict):
     return token
 
 
+# The first closure of a pickle is not entered in ``_closure_cells`` (id(cell) -> (func, index))
+# cell by cell: it waits under this key (no id is 0) until another closure or a bare cell needs
+# the table, which is never for a pickle of one function. Lookups then find what the twin's
+# eager table holds, so the bytes are the same.
+cdef object _PENDING_CELLS = 0
+
+
+cdef int _enter_pending(dict seen) except -1:
+    cdef PyObject* pending = PyDict_GetItem(seen, _PENDING_CELLS)
+    if pending is NULL:
+        return 0
+    func, closure = <tuple>pending
+    del seen[_PENDING_CELLS]
+    cdef Py_ssize_t i
+    for i in range(len(<tuple>closure)):
+        seen[<Py_ssize_t><PyObject*>(<tuple>closure)[i]] = (func, i)
+    return 0
+
+
 cdef tuple _closure_parts(object pickler, object func, tuple closure):
     cdef dict seen = pickler._closure_cells
+    cdef Py_ssize_t n = len(closure)
     cdef list values = []
     cdef list empties = None
     cdef list shared = None
-    cdef Py_ssize_t i = 0
+    cdef Py_ssize_t i, j
+    cdef Py_ssize_t classdict_at = -1
     cdef PyObject* owner
-    cdef bint empty
     cdef PyObject* contents
-    for cell in closure:
+    for i in range(n):
+        cell = closure[i]
         if type(cell) is not _CellType:
             raise TypeError(f"{func.__qualname__!r}.__closure__ holds a {type(cell).__name__}, "
                             f"not a cell")
         contents = PyCell_GET(cell)
-        empty = contents is NULL
-        value = None if empty else <object>contents
-        if not empty and type(value) is dict and func.__code__.co_freevars[i] == _CLASSDICT_CELL:
-            values.append(_classdict_snapshot(pickler, value, code_info(func.__code__).names))
-            i += 1
+        if contents is NULL:
+            values.append(None)
+            if empties is None:
+                empties = []
+            empties.append(i)
             continue
+        value = <object>contents
+        if type(value) is dict and func.__code__.co_freevars[i] == _CLASSDICT_CELL:
+            values.append(_classdict_snapshot(pickler, value, code_info(func.__code__).names))
+            classdict_at = i  # never shared through the table
+            continue
+        values.append(_stable(pickler, value))
+    cdef tuple empty_at = None if empties is None else tuple(empties)
+    if not seen and classdict_at < 0 and n <= 16:
+        for i in range(1, n):
+            for j in range(i):
+                if closure[i] is closure[j]:
+                    break
+            else:
+                continue
+            break
+        else:
+            seen[_PENDING_CELLS] = (func, closure)
+            return n, tuple(values), empty_at
+    _enter_pending(seen)
+    for i in range(n):
+        if i == classdict_at:
+            continue
+        cell = closure[i]
         key = <Py_ssize_t><PyObject*>cell  # id(cell), without the call
         owner = PyDict_GetItem(seen, key)
         if owner is NULL:
             seen[key] = (func, i)
         else:
             if shared is None:
-                shared = [None] * len(closure)
+                shared = [None] * n
             if type(<object>owner) is tuple:
                 shared[i] = CellRef((<tuple>owner)[0], (<tuple>owner)[1])
             else:
                 shared[i] = <object>owner
-        if empty:
-            values.append(None)
-            if empties is None:
-                empties = []
-            empties.append(i)
-        else:
-            values.append(_stable(pickler, value))
-        i += 1
-    closure_arg = len(closure) if shared is None else tuple(shared)
-    return closure_arg, tuple(values), None if empties is None else tuple(empties)
+    closure_arg = n if shared is None else tuple(shared)
+    return closure_arg, tuple(values), empty_at
 
 
 class CellRef:
@@ -876,6 +912,7 @@ cdef object reduce_stable_set(object pickler, object wrapper):
 
 cdef object reduce_cell(object pickler, object cell):
     cdef dict seen = pickler._closure_cells
+    _enter_pending(seen)
     cdef PyObject* owner = PyDict_GetItem(seen, id(cell))
     if owner is not NULL:
         return (_rebuild.closure_cell, <object>owner)
