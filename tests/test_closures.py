@@ -8,8 +8,6 @@ from typing import Any, Callable, Dict, Tuple
 import pytest
 from conftest import check_features_in_fresh_interpreter, run_check
 
-import fastfnpickle
-
 
 def build_empty_cells() -> Any:
     def never_assigned():
