@@ -58,6 +58,8 @@ class Spec:
 CORE: Tuple[Spec, ...] = (
     Spec("lambda", "lambda", 1.0, 100, "one small lambda, cold code"),
     Spec("closure", "closure", 1.0, 100, "a closure with 3 cells, cold code"),
+    Spec("global-refs", "global-refs", 1.0, 100,
+         "a function reading module globals, a helper function and a module, cold code"),
     Spec("same-fn-calls", "same-fn-10k-calls", 0.02, 5, "the same function in 200 dumps calls"),
     Spec("distinct-lambdas", "lambdas-10k", 0.02, 5, "200 distinct exec'd lambdas in one list"),
     Spec("big-packages", "big-packages", 1.0, 50,
