@@ -611,8 +611,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     return quiet_broken_pipe(lambda: _main(argv))
 
 
+# numpy's BLAS keeps worker threads spinning for a while after it computes; on a machine with
+# few cores they take time from whatever target runs next. One BLAS thread, set before numpy
+# loads (the workloads import it lazily), keeps them out of the measurement.
+_QUIET_BLAS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _quiet_blas() -> None:
+    if "numpy" not in sys.modules:
+        for name in _QUIET_BLAS:
+            os.environ.setdefault(name, "1")
+
+
 def _main(argv: Optional[List[str]]) -> int:
     args = _parser().parse_args(argv)
+    _quiet_blas()
     if args.list:
         for w in WORKLOADS.values():
             print(f"{w.name:28} {w.family:10} {w.description}")
