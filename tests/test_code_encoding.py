@@ -264,3 +264,29 @@ def test_derived_docstring_matches_the_interpreter(impl: Any) -> None:
             continue
         got = impl.core.code_info(code).doc
         assert got is expected, (code, got, expected)
+
+
+@pytest.mark.cython
+@pytest.mark.parametrize("module", ["_core", "_load"])
+def test_compiled_crc32_paths_match_zlib(module: str) -> None:
+    # Both compiled twins seal and check code bytes with one C CRC-32: tables, or from 64
+    # bytes on, carry-less multiplication folding where the CPU has it.
+    import importlib
+    import os
+    import zlib
+
+    try:
+        mod = importlib.import_module(f"fastfnpickle.{module}")
+    except ImportError:
+        pytest.skip("compiled core not built")
+    paths = [False, None] + ([True] if mod._crc32_has_clmul() else [])
+    rng = __import__("random").Random(1234)
+    lengths = list(range(0, 260)) + [511, 512, 513, 4096, 65_537]
+    for n in lengths:
+        data = bytes(rng.getrandbits(8) for _ in range(n)) if n < 4096 else os.urandom(n)
+        expected = zlib.crc32(data)
+        assert [mod._crc32_paths(data, p) for p in paths] == [expected] * len(paths), n
+    block = os.urandom(5000)
+    for offset in range(17):  # unaligned starts
+        view = memoryview(block)[offset:offset + 1000 + offset]
+        assert [mod._crc32_paths(view, p) for p in paths] == [zlib.crc32(view)] * len(paths)
