@@ -64,9 +64,20 @@ def _first_forbidden(raw: bytes, ops: bytes = FORBIDDEN_OPS) -> int:
     return -1
 
 
+# 3.14+: the compiler flags a docstring (inspect.CO_HAS_DOCSTRING), and making a function of a
+# code object so flagged but without constants crashes 3.14 (it reads the docstring from the
+# missing first constant without checking). The compiler never writes that combination.
+CO_HAS_DOCSTRING: int = 0x4000000 if sys.version_info >= (3, 14) else 0
+
+
 def check_loadable(code: CodeType) -> None:
     """Raise :class:`pickle.UnpicklingError` if ``code`` or code nested in it holds an opcode
-    that would crash the interpreter when the code object is read (see above)."""
+    that would crash the interpreter when the code object is read, or would crash it when a
+    function is made of it (see above)."""
+    if code.co_flags & CO_HAS_DOCSTRING and not code.co_consts:
+        raise UnpicklingError(
+            f"corrupt code object in pickle: {code.co_name!r} is flagged as having a docstring "
+            f"but holds no constants")
     if not FORBIDDEN_OPS:
         return
     # The interpreter's own copy, read without translation (co_code would translate).

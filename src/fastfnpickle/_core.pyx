@@ -82,7 +82,7 @@ cdef extern from *:
 from . import _bytecode as B
 from . import _deferred
 from ._deferred import CLASSDICT_CELL as _CLASSDICT_CELL_NAME, classdict_snapshot as _classdict_snapshot
-from . import _annotations, _classes, _errors, _modules, _rebuild, _reducers, _wrappers
+from . import _annotations, _classes, _codecheck, _errors, _modules, _rebuild, _reducers, _wrappers
 from ._format import (CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, SLICE_MARK,
                       PicklingRecursionError, crc32_table)
 
@@ -284,7 +284,7 @@ cpdef CodeInfo code_info(object code):
 
 # 3.14+: the compiler flags a docstring (inspect.CO_HAS_DOCSTRING); before, any str first
 # constant is one.
-cdef int _CO_HAS_DOCSTRING = getattr(__import__("inspect"), "CO_HAS_DOCSTRING", 0)
+cdef int _CO_HAS_DOCSTRING = _codecheck.CO_HAS_DOCSTRING
 
 
 cdef object _derived_doc(object code):

@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
 
 from . import _annotations, _classes, _deferred, _errors, _modules, _rebuild, _reducers, _wrappers
 from . import _bytecode as B
+from ._codecheck import CO_HAS_DOCSTRING
 from ._format import (
     CODE_TAG,
     CODE_TAG_SETS,
@@ -86,7 +87,11 @@ def code_info(code: CodeType) -> CodeInfo:
 
 
 def _derived_doc(code: CodeType) -> Any:
-    # Ask the interpreter rather than restating its rule, which varies between versions.
+    # Ask the interpreter rather than restating its rule, which varies between versions; but
+    # not for a code object flagged as having a docstring and holding no constants, which
+    # crashes 3.14 (see _codecheck.CO_HAS_DOCSTRING): it has none.
+    if code.co_flags & CO_HAS_DOCSTRING and not code.co_consts:
+        return None
     cells = tuple([CellType() for _ in code.co_freevars]) or None
     return FunctionType(code, {}, None, None, cells).__doc__
 
