@@ -554,8 +554,9 @@ cdef object _submodules(CodeInfo info, dict modules, object func, object registe
             # A cell or a parameter default: resolved once per head (every ``self.x.y`` of a
             # method shares one), and never for functions without cells or defaults.
             if local is None:
-                if (func.__closure__ is None and func.__defaults__ is None
-                        and func.__kwdefaults__ is None):
+                if ((<PyFunctionObject*>func).func_closure is NULL
+                        and (<PyFunctionObject*>func).func_defaults is NULL
+                        and (<PyFunctionObject*>func).func_kwdefaults is NULL):
                     local = False
                 else:
                     local = {}
