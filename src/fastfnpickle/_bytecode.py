@@ -28,9 +28,9 @@ def _cache_entries() -> tuple:
             counts[op] = count
     elif entries is not None:  # 3.13+: a mapping by opcode name
         for name, count in entries.items():
-            op = _op.get(name)
-            if op is not None and 0 <= op < 256:
-                counts[op] = count
+            code = _op.get(name)
+            if code is not None and 0 <= code < 256:
+                counts[code] = count
     return tuple(counts)
 
 

@@ -222,7 +222,9 @@ cdef void _cache_code(object key, CodeInfo info) except *:
             found = PyDict_GetItem(_CODE_CACHE, old)
             if found is not NULL:
                 _cache_bytes -= PyBytes_GET_SIZE((<CodeInfo>found).data)
-                del _CODE_CACHE[old]
+                # pop, not del: freeing an entry can run other code (a weakref callback of
+                # its code object), which may enter this cache and have removed the key.
+                _CODE_CACHE.pop(old, None)
             _CODE_RING[_ring_next] = None
         if _cache_bytes + size <= _CODE_CACHE_MAX_BYTES:
             break
