@@ -3,6 +3,8 @@
 import opcode
 import sys
 
+from . import _codecheck
+
 _op = opcode.opmap
 
 EXTENDED_ARG: int = _op["EXTENDED_ARG"]
@@ -16,25 +18,9 @@ LOAD_METHOD: int = _op.get("LOAD_METHOD", -1)
 LOAD_FROM_DICT_OR_GLOBALS: int = _op.get("LOAD_FROM_DICT_OR_GLOBALS", -1)
 CACHE: int = _op.get("CACHE", -1)
 
-
-
-def _cache_entries() -> tuple:
-    """CACHE units after each opcode (3.11+; all 0 before), as ``dis`` skips them: a scanner
-    may jump over them instead of reading each one."""
-    entries = getattr(opcode, "_inline_cache_entries", None)
-    counts = [0] * 256
-    if isinstance(entries, (list, tuple)):  # 3.11-3.12: indexed by opcode
-        for op, count in enumerate(entries[:256]):
-            counts[op] = count
-    elif entries is not None:  # 3.13+: a mapping by opcode name
-        for name, count in entries.items():
-            code = _op.get(name)
-            if code is not None and 0 <= code < 256:
-                counts[code] = count
-    return tuple(counts)
-
-
-CACHE_ENTRIES: tuple = _cache_entries()
+# CACHE units after each opcode (3.11+; all 0 before), as ``dis`` skips them: a scanner may
+# jump over them instead of reading each one. The load-side guard counts them already.
+CACHE_ENTRIES: bytes = _codecheck.CACHE_SIZES
 
 # 3.11+: LOAD_GLOBAL's oparg is ``namei << 1 | push_null``; 3.12+: LOAD_ATTR's is
 # ``namei << 1 | is_method``.

@@ -49,7 +49,8 @@ def _cache_sizes() -> bytes:
     return bytes(sizes)
 
 
-CACHE_SIZES: bytes = _cache_sizes() if FORBIDDEN_OPS else bytes(256)
+# Also the dump-side scanners' stride (_bytecode.CACHE_ENTRIES).
+CACHE_SIZES: bytes = _cache_sizes()
 
 
 def _first_forbidden(raw: bytes, ops: bytes = FORBIDDEN_OPS) -> int:
