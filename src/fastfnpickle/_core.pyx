@@ -650,6 +650,8 @@ cdef object reduce_function(object pickler, object func):
         # here (and _dump reports it), so this reads it too.
         pickler._tokens
     qualname = _field(f.func_qualname)
+    # The routes other than (_FUNCTION, ...) below are the ones _seedable rules out for
+    # dumps()'s template; a new one belongs there too (else dumps() notices and redoes).
     if func in _OWN_FUNCTIONS:
         return qualname  # a reconstructor: saved as the global it is (see reducer_override)
     if _is_by_reference(func, qualname, pickler._by_value):

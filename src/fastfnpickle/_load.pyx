@@ -62,8 +62,8 @@ cdef bint _CHECK_LOADABLE = len(_FORBIDDEN_OPS) > 0
 cdef bint _CHECK_MARSHAL = len(_PRELOAD_OPS) > 0
 cdef Py_ssize_t _CODE_CACHE_MAX = 512
 
-# CRC-32 (zlib's polynomial, bit-reflected), table-driven in C: zlib.crc32 on a memoryview
-# slice cost more than unmarshalling the code it protects.
+# CRC-32 (zlib's polynomial) in C, shared with _core.pyx: zlib.crc32 on a memoryview slice
+# cost more than unmarshalling the code it protects.
 include "_crc32.pxi"
 
 
