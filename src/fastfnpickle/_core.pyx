@@ -12,7 +12,6 @@ import io
 import marshal
 import pickle
 import sys
-import threading
 from pickle import PicklingError
 from types import CellType, CodeType, FunctionType, ModuleType
 
@@ -27,12 +26,37 @@ from cpython.ref cimport Py_INCREF, Py_DECREF
 from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM
 
 cdef extern from "Python.h":
-    # Only the fields _marshal_blanked touches; the C compiler finds them by name.
+    # Fields present under these names on 3.10-3.15; the C compiler finds them by name. Read
+    # directly, they skip an attribute lookup each (a tenth of a small lambda's dump was
+    # attribute lookups on its code object).
     ctypedef struct _CodeStruct "PyCodeObject":
         PyObject* co_consts
+        PyObject* co_names
         PyObject* co_filename
+        PyObject* co_name
         int co_flags
+        int co_argcount
+        int co_kwonlyargcount
     PyTypeObject* _type_of "Py_TYPE"(PyObject* o)
+
+cdef extern from *:
+    """
+    #if PY_VERSION_HEX >= 0x030B0000
+    #define FFP_CO_CODE(co) PyCode_GetCode((PyCodeObject *)(co))
+    #define FFP_CO_QUALNAME(co) (((PyCodeObject *)(co))->co_qualname)
+    #else
+    static PyObject *FFP_CO_CODE(PyObject *co) {
+        PyObject *code = ((PyCodeObject *)co)->co_code;
+        Py_INCREF(code);
+        return code;
+    }
+    #define FFP_CO_QUALNAME(co) (((PyCodeObject *)(co))->co_name)
+    #endif
+    """
+    # 3.11+ keep the bytecode in the struct in another form; co_code is made (and cached) by
+    # PyCode_GetCode. Before 3.11 there is no co_qualname: a function's default is co_name.
+    bytes FFP_CO_CODE(object code)
+    PyObject* FFP_CO_QUALNAME(object code)
 
 cdef extern from "Python.h":
     # Borrowed, NULL for an empty cell (Cython's own declaration returns an object).
@@ -104,7 +128,6 @@ cdef object _marshal_dumps = marshal.dumps
 # other bytes than the twin, so 3.14+ takes the copying path too.
 cdef bint _BLANK_IN_PLACE = sys.version_info < (3, 14)
 cdef object _intern = sys.intern
-cdef bint _HAS_CO_QUALNAME = sys.version_info >= (3, 11)
 cdef bint _HAS_TYPE_PARAMS = sys.version_info >= (3, 12)
 
 # The load side is complete before the dump side imports: bind its names once.
@@ -166,7 +189,6 @@ cdef class CodeInfo:
     # module name (concatenating and hashing new strings on every pickle cost more than the
     # rest of a function with a few chains), rebuilt if a later pickle finds another module.
     cdef list dotted
-    cdef object code  # the cache's key is id(code): holding it keeps that id from reuse
 
     def __init__(self, str tag, bytes data, filename, tuple names, tuple chains, doc):
         self.tag = tag
@@ -178,62 +200,106 @@ cdef class CodeInfo:
         self.dotted = [None] * len(chains)
 
 
-# id(code) -> info. The entry holds the code object, so its id cannot be reused while
-# cached (cheaper per lookup than weak references). Bounded in entries and in the bytes of
-# their marshal data; full, it drops its oldest entries for each new one. Kept small: every
-# entry keeps its marshal bytes alive, and a cache of thousands made pickling new functions a
-# fifth slower (memory touched and faulted in, measured side by side: 1.24x the marshal floor
-# at 4,096 entries against 1.12x at 512 for big-packages), while the functions a program
-# pickles again and again are usually few.
-cdef dict _CODE_CACHE = {}
+# The code cache: a code object's CodeInfo rides on the code object itself, in a co_extra slot
+# of ours (PEP 523's per-code storage), so finding it is a pointer read. A dict keyed by
+# id(code) cost a twentieth of a small lambda's dump in hashing, probing, inserting and popping
+# int keys. The ring holds the cached code objects, oldest at _ring_next: the cache is bounded
+# in entries and in the bytes of their marshal data, and full, it drops its oldest entries for
+# each new one. While in the ring a code object cannot die, so an id is never mistaken for
+# another; dropped, its slot is emptied. Kept small: every entry keeps its marshal bytes alive,
+# and a cache of thousands made pickling new functions a fifth slower (memory touched and
+# faulted in, measured side by side: 1.24x the marshal floor at 4,096 entries against 1.12x at
+# 512 for big-packages), while the functions a program pickles again and again are usually few.
+cdef extern from *:
+    """
+    #if PY_VERSION_HEX >= 0x030C0000
+    #define FFP_RequestCodeExtraIndex PyUnstable_Eval_RequestCodeExtraIndex
+    #define FFP_Code_GetExtra PyUnstable_Code_GetExtra
+    #define FFP_Code_SetExtra PyUnstable_Code_SetExtra
+    #else
+    #define FFP_RequestCodeExtraIndex _PyEval_RequestCodeExtraIndex
+    #define FFP_Code_GetExtra _PyCode_GetExtra
+    #define FFP_Code_SetExtra _PyCode_SetExtra
+    #endif
+    /* Called by the interpreter when a slot is overwritten or its code object freed. */
+    static void ffp_code_extra_free(void *info) { Py_XDECREF((PyObject *)info); }
+    """
+    ctypedef void (*freefunc)(void*)
+    Py_ssize_t FFP_RequestCodeExtraIndex(freefunc free) except? -1
+    int FFP_Code_GetExtra(object code, Py_ssize_t index, void** extra) except -1
+    int FFP_Code_SetExtra(object code, Py_ssize_t index, void* extra) except -1
+    void ffp_code_extra_free(void* info)
+
+cdef Py_ssize_t _CODE_EXTRA = FFP_RequestCodeExtraIndex(ffp_code_extra_free)
 cdef Py_ssize_t _CODE_CACHE_MAX = 512
 cdef Py_ssize_t _CODE_CACHE_MAX_BYTES = 2 << 20
-cdef list _CODE_RING = [None] * _CODE_CACHE_MAX  # keys in insertion order, oldest at _ring_next
+cdef list _CODE_RING = [None] * _CODE_CACHE_MAX
 cdef Py_ssize_t _ring_next = 0
 cdef Py_ssize_t _cache_bytes = 0
 
 
+cdef inline CodeInfo _cached_info(object code):
+    cdef void* found = NULL
+    FFP_Code_GetExtra(code, _CODE_EXTRA, &found)
+    return None if found is NULL else <CodeInfo>found
+
+
+cdef void _uncache(Py_ssize_t slot, list dropped) except *:
+    # Empties a ring slot; the dropped entries are freed by the caller's list, once the ring
+    # is consistent again (freeing can run other code, which may pickle).
+    global _cache_bytes
+    code = _CODE_RING[slot]
+    if code is None:
+        return
+    info = _cached_info(code)
+    if info is not None:
+        dropped.append(info)
+        _cache_bytes -= PyBytes_GET_SIZE((<CodeInfo>info).data)
+        FFP_Code_SetExtra(code, _CODE_EXTRA, NULL)  # releases the slot's reference
+    _CODE_RING[slot] = None
+    dropped.append(code)
+
+
 def _code_cache_limits(entries=None, max_bytes=None):
     """Empty the code cache and set its bounds (for tests and measurements); the bounds."""
-    global _CODE_CACHE_MAX, _CODE_CACHE_MAX_BYTES, _CODE_RING, _ring_next, _cache_bytes
+    global _CODE_CACHE_MAX, _CODE_CACHE_MAX_BYTES, _CODE_RING, _ring_next
+    if entries is not None and entries < 1:
+        raise ValueError("the code cache needs at least one entry")
+    cdef list dropped = []
+    cdef Py_ssize_t i
+    for i in range(len(_CODE_RING)):
+        _uncache(i, dropped)
     if entries is not None:
-        if entries < 1:
-            raise ValueError("the code cache needs at least one entry")
         _CODE_CACHE_MAX = entries
     if max_bytes is not None:
         _CODE_CACHE_MAX_BYTES = max_bytes
-    _CODE_CACHE.clear()
     _CODE_RING = [None] * _CODE_CACHE_MAX
     _ring_next = 0
-    _cache_bytes = 0
     return _CODE_CACHE_MAX, _CODE_CACHE_MAX_BYTES
 
 
-cdef void _cache_code(object key, CodeInfo info) except *:
+def _code_cache_holds(code):
+    """Whether ``code`` has an entry in the code cache (for the tests)."""
+    return _cached_info(code) is not None
+
+
+cdef void _cache_code(object code, CodeInfo info) except *:
     global _ring_next, _cache_bytes
     cdef Py_ssize_t size = PyBytes_GET_SIZE(info.data)
     cdef Py_ssize_t start = _ring_next
-    cdef object old
-    cdef PyObject* found
+    cdef list dropped = []
     # The oldest entries go while the new one would not fit; a slot is always freed.
     while True:
-        old = _CODE_RING[_ring_next]
-        if old is not None:
-            found = PyDict_GetItem(_CODE_CACHE, old)
-            if found is not NULL:
-                _cache_bytes -= PyBytes_GET_SIZE((<CodeInfo>found).data)
-                # pop, not del: freeing an entry can run other code (a weakref callback of
-                # its code object), which may enter this cache and have removed the key.
-                _CODE_CACHE.pop(old, None)
-            _CODE_RING[_ring_next] = None
+        _uncache(_ring_next, dropped)
         if _cache_bytes + size <= _CODE_CACHE_MAX_BYTES:
             break
         _ring_next = (_ring_next + 1) % _CODE_CACHE_MAX
         if _ring_next == start:
             break
-    _CODE_RING[_ring_next] = key
+    Py_INCREF(info)  # the slot's reference
+    FFP_Code_SetExtra(code, _CODE_EXTRA, <void*>info)
+    _CODE_RING[_ring_next] = code
     _ring_next = (_ring_next + 1) % _CODE_CACHE_MAX
-    _CODE_CACHE[key] = info
     _cache_bytes += size
 
 # ``_format.seal`` in C (the CRC-32 below is shared with _load.pyx): the Python version's call,
@@ -257,21 +323,20 @@ cdef bytes _seal(bytes body):
 
 cpdef CodeInfo code_info(object code):
     """The cached :class:`CodeInfo` of ``code``."""
-    cdef object key = <Py_ssize_t><PyObject*>code  # id(code), without the call
-    cdef PyObject* entry = PyDict_GetItem(_CODE_CACHE, key)
-    if entry is not NULL and (<CodeInfo>entry).code is code:
-        return <CodeInfo>entry
+    cdef CodeInfo info = _cached_info(code)
+    if info is not None:
+        return info
     cdef list names = []
     cdef list chains = []
     seen = set()  # names (str) and chains (tuples) never collide
     cdef bint has_sets = _scan_code(code, names, chains, seen, seen)
-    filename = code.co_filename
+    filename = <object>(<_CodeStruct*><PyObject*>code).co_filename
     if (has_sets or FASTFNPICKLE_GIL_DISABLED or not _BLANK_IN_PLACE
             or type(filename) is not str or not _exact_str_filenames(<PyObject*>code)):
         data = _seal(_marshal_dumps(_portable(code, filename, has_sets), 2))
     else:
         data = _seal(_marshal_blanked(code, filename))
-    cdef CodeInfo info = CodeInfo.__new__(CodeInfo)
+    info = CodeInfo.__new__(CodeInfo)
     info.tag = CODE_TAG_SETS if has_sets else CODE_TAG
     info.data = data
     info.filename = filename
@@ -279,8 +344,7 @@ cpdef CodeInfo code_info(object code):
     info.chains = tuple(chains)
     info.doc = _derived_doc(code)
     info.dotted = [None] * len(chains) if chains else None
-    info.code = code
-    _cache_code(key, info)
+    _cache_code(code, info)
     return info
 
 
@@ -329,8 +393,9 @@ cdef object _local_head(object code, object kind, unsigned int arg):
 
 cdef bint _scan_code(object code, list names, list chains, set seen_names,
                      set seen_chains, bint top=True) except -1:
-    cdef bytes co = code.co_code
-    cdef tuple co_names = code.co_names
+    cdef _CodeStruct* cs = <_CodeStruct*><PyObject*>code
+    cdef bytes co = FFP_CO_CODE(code)
+    cdef tuple co_names = <tuple>cs.co_names
     cdef const unsigned char* p = co
     cdef Py_ssize_t n = len(co)
     cdef Py_ssize_t i = 0
@@ -342,7 +407,7 @@ cdef bint _scan_code(object code, list names, list chains, set seen_names,
     cdef list attrs = []
     cdef object name
     # Parameters come first among the locals; only the outermost code's have known values.
-    cdef unsigned int nparams = code.co_argcount + code.co_kwonlyargcount if top else 0
+    cdef unsigned int nparams = cs.co_argcount + cs.co_kwonlyargcount if top else 0
     while i < n:
         op = p[i]
         arg = p[i + 1] | ext
@@ -405,7 +470,7 @@ cdef bint _scan_code(object code, list names, list chains, set seen_names,
     if head is not None and attrs:
         _add_chain(chains, seen_chains, head, attrs)
     cdef bint has_sets = False
-    for const in code.co_consts:
+    for const in <tuple>cs.co_consts:
         t = type(const)
         if t is _CodeType:
             if _scan_code(const, names, chains, seen_names, seen_chains, False):
@@ -654,7 +719,8 @@ cdef object reduce_function(object pickler, object func):
     # dumps()'s template; a new one belongs there too (else dumps() notices and redoes).
     if func in _OWN_FUNCTIONS:
         return qualname  # a reconstructor: saved as the global it is (see reducer_override)
-    if _is_by_reference(func, qualname, pickler._by_value):
+    registered = pickler._by_value
+    if _is_by_reference(func, qualname, registered):
         return NotImplemented
     code = <object>f.func_code
     if code is _SINGLEDISPATCH_CODE:
@@ -668,7 +734,6 @@ cdef object reduce_function(object pickler, object func):
     cdef dict modules = None
     cdef PyObject* found
     cdef list lazy_submodules = None
-    registered = pickler._by_value
     for name in info.names:
         # Declared ``except? NULL`` by Cython: a raising key __eq__ propagates, as in the twin.
         found = PyDict_GetItemWithError(gdict, name)
@@ -741,8 +806,8 @@ cdef object reduce_function(object pickler, object func):
         None if doc is info.doc else (doc,),
         empty,
         None if kwdefaults is None else {k: _stable(pickler, v) for k, v in kwdefaults.items()},
-        None if qualname == (code.co_qualname if _HAS_CO_QUALNAME else code.co_name) else qualname,
-        None if name == code.co_name else name,
+        None if qualname == <object>FFP_CO_QUALNAME(code) else qualname,
+        None if name == <object>(<_CodeStruct*><PyObject*>code).co_name else name,
         # Interned, as loading interns it: the name is one object wherever it is pickled.
         _boxed_module(module, gdict.get("__name__")),
         annotations or None,
@@ -780,14 +845,28 @@ cdef str _NAME_KEY = "__name__"
 cdef str _PACKAGE_KEY = "__package__"
 
 
+# The last entry used, checked before the dict: consecutive pickles usually come from one module
+# (making, hashing and comparing the int key cost more than the rest of this function).
+cdef Py_ssize_t _last_token_key = 0
+cdef tuple _last_token_entry = None
+
+
 cdef dict _globals_token(dict gdict):
-    key = <Py_ssize_t><PyObject*>gdict
+    global _last_token_key, _last_token_entry
+    cdef Py_ssize_t address = <Py_ssize_t><PyObject*>gdict
     cdef PyObject* name = PyDict_GetItemWithError(gdict, _NAME_KEY)
     cdef PyObject* package = PyDict_GetItemWithError(gdict, _PACKAGE_KEY)
-    cdef PyObject* found = PyDict_GetItem(_TOKEN_CACHE, key)
-    cdef tuple entry
-    if found is not NULL:
-        entry = <tuple>found
+    cdef PyObject* found
+    cdef tuple entry = None
+    if address == _last_token_key:
+        entry = _last_token_entry
+    else:
+        found = PyDict_GetItem(_TOKEN_CACHE, address)
+        if found is not NULL:
+            entry = <tuple>found
+    if entry is not None:
+        _last_token_key = address
+        _last_token_entry = entry
         if (<PyObject*>entry[0] is name or (name is NULL and entry[0] is _MISSING)) and (
                 <PyObject*>entry[1] is package or (package is NULL and entry[1] is _MISSING)):
             return <dict>entry[2]
@@ -799,8 +878,11 @@ cdef dict _globals_token(dict gdict):
         token["__package__"] = <object>package
     if len(_TOKEN_CACHE) >= _TOKEN_CACHE_MAX:
         _TOKEN_CACHE.clear()
-    _TOKEN_CACHE[key] = (_MISSING if name is NULL else <object>name,
-                         _MISSING if package is NULL else <object>package, token)
+    entry = (_MISSING if name is NULL else <object>name,
+             _MISSING if package is NULL else <object>package, token)
+    _TOKEN_CACHE[address] = entry
+    _last_token_key = address
+    _last_token_entry = entry
     return token
 
 
@@ -1029,6 +1111,11 @@ cdef object _C_CLEAR_MEMO = pickle.Pickler.clear_memo
 
 cdef _dump(object pickler, object obj):
     pickler._by_value = _registered()
+    _run_dump(pickler, obj)
+
+
+cdef _run_dump(object pickler, object obj):
+    # The dump itself, ``pickler._by_value`` already set for it.
     try:
         _C_DUMP(pickler, obj)
     except _MoreFrames:
@@ -1069,8 +1156,19 @@ cdef _clear(object pickler):
 
 # One reusable pickler per thread for dumps() at the default protocol: building a pickler
 # costs about as much as pickling a small lambda. It writes into a list (one call per frame),
-# which is cheaper than a BytesIO to fill, read and reset.
-cdef object _local = threading.local()
+# which is cheaper than a BytesIO to fill, read and reset. It is kept in the thread state's
+# dict, which goes with the thread: a threading.local attribute costs five times the lookup.
+cdef extern from "Python.h":
+    PyObject* PyThreadState_GetDict()
+
+cdef str _SLOT_KEY = _intern("fastfnpickle._core.dumps slot")
+
+
+cdef dict _thread_dict():
+    cdef PyObject* d = PyThreadState_GetDict()
+    if d is NULL:  # only without a thread state, which a Python caller always has
+        raise RuntimeError("fastfnpickle.dumps() called without a Python thread state")
+    return <dict>d
 
 
 cdef Py_ssize_t _REUSE_LIMIT = 16384
@@ -1140,19 +1238,19 @@ cdef tuple _template():
     return memo, out[_FRAME_HEAD:len(out) - 1], ref[2:len(ref) - 1]
 
 
-cdef bint _seedable(object func) except -1:
+cdef bint _seedable(object func, object registered) except -1:
     # True when reduce_function will reduce ``func`` by value with _FUNCTION as the callable.
     if func in _OWN_FUNCTIONS or <object>(<PyFunctionObject*>func).func_code is _SINGLEDISPATCH_CODE:
         return False
     return not _is_by_reference(func, _field((<PyFunctionObject*>func).func_qualname),
-                                _registered())
+                                registered)
 
 
 cdef bytes _dump_seeded(object pickler, _Sink sink, object func):
     """The pickle of ``func`` from the seeded memo, or None if it must be made the plain way."""
     sink.one_frame = True
     try:
-        _dump(pickler, func)
+        _run_dump(pickler, func)
     except _MoreFrames:
         return None
     finally:
@@ -1205,6 +1303,10 @@ cdef class _Slot:
     cdef dict cells
     cdef bint busy
     cdef bint seeded  # the memo holds the seed (and nothing else): see _dump_seeded
+    # What the pickler's _by_value holds: set again only when the registry changed (an
+    # attribute store per dumps() cost as much as the registry lookup and the marshalling of
+    # a lambda's names together).
+    cdef object by_value
 
     def __init__(self):
         self.sink = _Sink()
@@ -1216,7 +1318,13 @@ cdef class _Slot:
         self.pickler = Pickler(self.sink, None, buffer_callback=self.buffers)
         self.tokens = self.pickler._tokens
         self.cells = self.pickler._closure_cells
+        self.by_value = self.pickler._by_value
         self.seeded = False
+
+    cdef inline void registry(self, object registered) except *:
+        if registered is not self.by_value:
+            self.pickler._by_value = registered
+            self.by_value = registered
 
 
 def dumps(obj, protocol=None, buffer_callback=None):
@@ -1225,21 +1333,25 @@ def dumps(obj, protocol=None, buffer_callback=None):
         buf = io.BytesIO()
         _dump(Pickler(buf, protocol, buffer_callback=buffer_callback), obj)
         return buf.getvalue()
-    cdef _Slot slot = getattr(_local, "slot", None)
+    cdef dict tdict = _thread_dict()
+    cdef PyObject* held = PyDict_GetItem(tdict, _SLOT_KEY)
+    cdef _Slot slot = None if held is NULL else <_Slot>held
     if slot is None or slot.busy:
         # First use on this thread, or a dumps() nested inside another one (a __reduce__
         # that calls dumps): a private pickler.
         slot = _Slot()
-        if getattr(_local, "slot", None) is None:
-            _local.slot = slot
+        if held is NULL:
+            tdict[_SLOT_KEY] = slot
     cdef list chunks = slot.sink.chunks
     pickler = slot.pickler
     cdef bint seeded = False
+    registered = _registered()
     if _SEED_MEMO is not None and type(obj) is _FunctionType:
         try:
-            seeded = _seedable(obj)
+            seeded = _seedable(obj, registered)
         except Exception:
             pass  # the plain route meets the same error, and reports where it is
+    slot.registry(registered)
     slot.busy = True
     slot.buffers.target = buffer_callback
     try:
@@ -1256,7 +1368,7 @@ def dumps(obj, protocol=None, buffer_callback=None):
         elif slot.seeded:
             _C_CLEAR_MEMO(pickler)
             slot.seeded = False
-        _dump(pickler, obj)
+        _run_dump(pickler, obj)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
     finally:
         # Clearing a memo costs time in proportion to its largest size ever, so after a big
