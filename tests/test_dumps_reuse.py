@@ -11,7 +11,9 @@ import functools
 import gc
 import io
 import pickle
+import sys
 import threading
+import types
 import weakref
 from typing import Any, Callable, Dict, List
 
@@ -234,3 +236,58 @@ def test_code_cache_eviction(limits: Any) -> None:
         assert [fastfnpickle.loads(d)(1) for d in first] == [i + 1 for i in range(10)]
     finally:
         core._code_cache_limits(*saved)
+
+
+def test_code_cache_entries_ride_on_the_code_object() -> None:
+    # An entry lives in the code object's co_extra slot while the code is in the cache's ring;
+    # evicted, the slot is emptied, the entry freed and the code object no longer held.
+    core = pytest.importorskip("fastfnpickle._core", reason="compiled core not built")
+    saved = core._code_cache_limits()
+    try:
+        core._code_cache_limits(2)
+        f = eval("lambda x: x + 100", {})  # noqa: S307  (a code object no other test has seen)
+        code = f.__code__
+        info = core.code_info(code)
+        # Read before an assert statement keeps a temporary; the evals get globals of their own
+        # (eval in a function otherwise keeps a dict of its locals, info included).
+        held = sys.getrefcount(info)
+        again = core.code_info(code)
+        assert core._code_cache_holds(code) and again is info
+        del again
+        for i in range(3):
+            core.dumps(eval(f"lambda x: x + {200 + i}", {}))  # noqa: S307
+        assert not core._code_cache_holds(code)
+        assert sys.getrefcount(info) == held - 1  # the slot's reference went with the entry
+        assert core.code_info(code) is not info   # made again, equal
+        assert core.code_info(code).data == info.data
+        ref = weakref.ref(code)
+        for i in range(3):
+            core.dumps(eval(f"lambda x: x + {300 + i}", {}))  # noqa: S307
+        del f, code
+        gc.collect()
+        assert ref() is None
+    finally:
+        core._code_cache_limits(*saved)
+
+
+def test_registry_changes_between_dumps_calls(impl: Impl) -> None:
+    # The reused pickler's registry is set again only when it changed: registering and
+    # unregistering between two dumps() calls must each take effect on the next one.
+    mod = types.ModuleType("ffp_reuse_registry_mod")
+    exec("def triple(x):\n    return 3 * x\n", mod.__dict__)  # noqa: S102
+    sys.modules[mod.__name__] = mod
+    try:
+        func = mod.triple
+        by_reference = impl.core.dumps(func)
+        assert by_reference == plain(impl, func) and len(by_reference) < 80
+        fastfnpickle.register_pickle_by_value(mod)
+        try:
+            by_value = impl.core.dumps(func)
+            assert by_value == plain(impl, func) and by_value != by_reference
+        finally:
+            fastfnpickle.unregister_pickle_by_value(mod)
+        assert impl.core.dumps(func) == by_reference
+    finally:
+        del sys.modules[mod.__name__]
+    # Loaded where the module does not exist: only the by-value pickle works there.
+    assert load_in_subprocess(by_value, "print(obj(5))", impl).strip() == "15"

@@ -58,9 +58,44 @@ cdef extern from *:
     bytes FFP_CO_CODE(object code)
     PyObject* FFP_CO_QUALNAME(object code)
 
+cdef extern from *:
+    """
+    /* The names of a local and of a cell variable by oparg, borrowed, NULL when out of range.
+       3.11+ index one table of all locals (parameters first, so co_varnames[i] is its item
+       i for a parameter); before, co_varnames and co_cellvars + co_freevars. */
+    static PyObject *ffp_param_name(PyObject *code, unsigned int arg) {
+    #if PY_VERSION_HEX >= 0x030B0000
+        PyObject *names = ((PyCodeObject *)code)->co_localsplusnames;
+    #else
+        PyObject *names = ((PyCodeObject *)code)->co_varnames;
+    #endif
+        return arg < (size_t)PyTuple_GET_SIZE(names) ? PyTuple_GET_ITEM(names, arg) : NULL;
+    }
+    static PyObject *ffp_deref_name(PyObject *code, unsigned int arg) {
+    #if PY_VERSION_HEX >= 0x030B0000
+        return ffp_param_name(code, arg);
+    #else
+        PyCodeObject *co = (PyCodeObject *)code;
+        size_t ncell = (size_t)PyTuple_GET_SIZE(co->co_cellvars);
+        if (arg < ncell) return PyTuple_GET_ITEM(co->co_cellvars, arg);
+        arg -= (unsigned int)ncell;
+        return arg < (size_t)PyTuple_GET_SIZE(co->co_freevars)
+            ? PyTuple_GET_ITEM(co->co_freevars, arg) : NULL;
+    #endif
+    }
+    """
+    # Read from the struct: the Python-level deref_name call cost a fifth of scanning a small
+    # closure. Out of range (damaged code), the Python route raises the error the twin raises.
+    PyObject* ffp_param_name(object code, unsigned int arg)
+    PyObject* ffp_deref_name(object code, unsigned int arg)
+
 cdef extern from "Python.h":
     # Borrowed, NULL for an empty cell (Cython's own declaration returns an object).
     PyObject* PyCell_GET(object cell)
+    Py_ssize_t PyUnicode_FindChar(object s, Py_UCS4 ch, Py_ssize_t start, Py_ssize_t end,
+                                  int direction) except -2
+    const Py_ssize_t PY_SSIZE_T_MAX
+    PyObject* PyModule_GetDict(object module)  # borrowed
 
 cdef extern from "marshal.h":
     bytes PyMarshal_WriteObjectToString(object value, int version)
@@ -132,6 +167,20 @@ cdef bint _HAS_TYPE_PARAMS = sys.version_info >= (3, 12)
 
 # The load side is complete before the dump side imports: bind its names once.
 cdef object _OWN_FUNCTIONS = _rebuild.OWN_FUNCTIONS
+# The globals of the plain-Python reconstructors among them (the twin's): a function with other
+# globals is not one of them, known without hashing it into the set.
+cdef tuple _OWN_GLOBALS = tuple({id(f.__globals__): f.__globals__ for f in _OWN_FUNCTIONS
+                                 if type(f) is FunctionType}.values())
+
+
+cdef inline bint _is_own_function(object func):
+    # ``func in _OWN_FUNCTIONS`` for an exact function.
+    cdef PyObject* g = (<PyFunctionObject*>func).func_globals
+    cdef Py_ssize_t i
+    for i in range(PyTuple_GET_SIZE(_OWN_GLOBALS)):
+        if PyTuple_GET_ITEM(_OWN_GLOBALS, i) is g:
+            return func in _OWN_FUNCTIONS
+    return False
 cdef object _FUNCTION = _rebuild.function
 cdef object _IMPORT_MODULE = _rebuild.import_module
 # register_pickle_by_value() rebinds _modules.BY_VALUE; its module dict is read directly (a
@@ -244,20 +293,21 @@ cdef inline CodeInfo _cached_info(object code):
     return None if found is NULL else <CodeInfo>found
 
 
-cdef void _uncache(Py_ssize_t slot, list dropped) except *:
-    # Empties a ring slot; the dropped entries are freed by the caller's list, once the ring
-    # is consistent again (freeing can run other code, which may pickle).
+cdef object _uncache(Py_ssize_t slot):
+    # Empties a ring slot. Returns the code object it held, for the caller to drop once the
+    # ring is consistent again: freeing a code object can run other code (a weakref callback),
+    # which may pickle. (Its entry goes with this function's reference: freeing one frees
+    # only tuples and strings.)
     global _cache_bytes
     code = _CODE_RING[slot]
     if code is None:
-        return
+        return None
     info = _cached_info(code)
     if info is not None:
-        dropped.append(info)
         _cache_bytes -= PyBytes_GET_SIZE((<CodeInfo>info).data)
-        FFP_Code_SetExtra(code, _CODE_EXTRA, NULL)  # releases the slot's reference
+        FFP_Code_SetExtra(code, _CODE_EXTRA, NULL)  # the slot's reference goes, info's stays
     _CODE_RING[slot] = None
-    dropped.append(code)
+    return code
 
 
 def _code_cache_limits(entries=None, max_bytes=None):
@@ -268,7 +318,7 @@ def _code_cache_limits(entries=None, max_bytes=None):
     cdef list dropped = []
     cdef Py_ssize_t i
     for i in range(len(_CODE_RING)):
-        _uncache(i, dropped)
+        dropped.append(_uncache(i))
     if entries is not None:
         _CODE_CACHE_MAX = entries
     if max_bytes is not None:
@@ -287,15 +337,18 @@ cdef void _cache_code(object code, CodeInfo info) except *:
     global _ring_next, _cache_bytes
     cdef Py_ssize_t size = PyBytes_GET_SIZE(info.data)
     cdef Py_ssize_t start = _ring_next
-    cdef list dropped = []
+    cdef list more = None
     # The oldest entries go while the new one would not fit; a slot is always freed.
+    dropped = _uncache(_ring_next)
     while True:
-        _uncache(_ring_next, dropped)
         if _cache_bytes + size <= _CODE_CACHE_MAX_BYTES:
             break
         _ring_next = (_ring_next + 1) % _CODE_CACHE_MAX
         if _ring_next == start:
             break
+        if more is None:
+            more = []
+        more.append(_uncache(_ring_next))
     Py_INCREF(info)  # the slot's reference
     FFP_Code_SetExtra(code, _CODE_EXTRA, <void*>info)
     _CODE_RING[_ring_next] = code
@@ -343,7 +396,6 @@ cpdef CodeInfo code_info(object code):
     info.names = tuple(names)
     info.chains = tuple(chains)
     info.doc = _derived_doc(code)
-    info.dotted = [None] * len(chains) if chains else None
     _cache_code(code, info)
     return info
 
@@ -386,9 +438,12 @@ cdef object _PENDING = object()  # see the twin
 
 
 cdef object _local_head(object code, object kind, unsigned int arg):
+    cdef PyObject* name
     if kind is _HEAD_FAST:
-        return (kind, code.co_varnames[arg])
-    return (kind, _deref_name(code, arg))
+        name = ffp_param_name(code, arg)
+        return (kind, code.co_varnames[arg] if name is NULL else <object>name)
+    name = ffp_deref_name(code, arg)
+    return (kind, _deref_name(code, arg) if name is NULL else <object>name)
 
 
 cdef bint _scan_code(object code, list names, list chains, set seen_names,
@@ -589,7 +644,11 @@ cdef bint _is_by_reference(object func, object qualname, object registered) exce
     module_name = _field((<PyFunctionObject*>func).func_module)
     if type(module_name) is not str or module_name in _DYNAMIC_MODULES:
         return False
-    if type(qualname) is not str or "<locals>" in qualname:
+    if type(qualname) is not str:
+        return False
+    # "<locals>" only follows a dot; most qualnames have none (a memchr, not a substring search).
+    cdef Py_ssize_t dot = PyUnicode_FindChar(qualname, 46, 0, PY_SSIZE_T_MAX, 1)  # "."
+    if dot >= 0 and "<locals>" in qualname:
         return False
     if registered and _modules.is_by_value_name(module_name, registered):
         return False
@@ -597,7 +656,14 @@ cdef bint _is_by_reference(object func, object qualname, object registered) exce
     if module is NULL:
         return False
     obj = <object>module
-    if "." not in qualname:  # a module-level function: one lookup, no path to build
+    cdef PyObject* found
+    if dot < 0:  # a module-level function: one lookup, no path to build
+        if type(obj) is _ModuleType and not (<str>qualname).startswith("__"):
+            # What getattr finds first (ModuleType's own attributes are all dunders); only a
+            # miss may still be answered by a module __getattr__.
+            found = PyDict_GetItem(<object>PyModule_GetDict(obj), qualname)
+            if found is not NULL:
+                return found is <PyObject*>func
         return getattr(obj, qualname, None) is func
     for part in _deferred.qualname_path(qualname):  # 3.15+: private names mangled
         obj = getattr(obj, part, None)
@@ -608,32 +674,35 @@ cdef bint _is_by_reference(object func, object qualname, object registered) exce
 
 cdef object _submodules(CodeInfo info, dict modules, object func, object registered):
     cdef list found = None
-    cdef object local = None
+    cdef object last_head = None
+    cdef object last_name = None
+    cdef bint no_locals = ((<PyFunctionObject*>func).func_closure is NULL
+                           and (<PyFunctionObject*>func).func_defaults is NULL
+                           and (<PyFunctionObject*>func).func_kwdefaults is NULL)
     cdef Py_ssize_t i = -1
     cdef tuple entry
+    cdef PyObject* known
     for head, attrs in info.chains:
         i += 1
         if type(head) is str:
             if modules is None:
                 continue
-            name = modules.get(head)
+            known = PyDict_GetItem(modules, head)
+            name = None if known is NULL else <object>known
         else:
-            # A cell or a parameter default: resolved once per head (every ``self.x.y`` of a
-            # method shares one), and never for functions without cells or defaults.
-            if local is None:
-                if ((<PyFunctionObject*>func).func_closure is NULL
-                        and (<PyFunctionObject*>func).func_defaults is NULL
-                        and (<PyFunctionObject*>func).func_kwdefaults is NULL):
-                    local = False
-                else:
-                    local = {}
-            if local is False:
+            # A cell or a parameter default, never for functions without cells or defaults;
+            # resolved again only for another head than the last chain's (the chains of one
+            # head, ``self.x.y`` and ``self.z`` of a method, usually follow each other).
+            if no_locals:
                 continue
-            name = local.get(head, _MISSING)
-            if name is _MISSING:
-                name = local[head] = _local_module_name(func, head, registered)
+            if last_head is None or not (head is last_head or head == last_head):
+                last_name = _local_module_name(func, head, registered)
+                last_head = head
+            name = last_name
         if name is None:
             continue
+        if info.dotted is None:  # made on the first pickle that resolves a chain's module
+            info.dotted = [None] * len(info.chains)
         cached = info.dotted[i]
         if cached is None or ((<tuple>cached)[0] is not name and (<tuple>cached)[0] != name):
             cached = (name, _dotted_names(name, attrs))
@@ -717,7 +786,7 @@ cdef object reduce_function(object pickler, object func):
     qualname = _field(f.func_qualname)
     # The routes other than (_FUNCTION, ...) below are the ones _seedable rules out for
     # dumps()'s template; a new one belongs there too (else dumps() notices and redoes).
-    if func in _OWN_FUNCTIONS:
+    if _is_own_function(func):
         return qualname  # a reconstructor: saved as the global it is (see reducer_override)
     registered = pickler._by_value
     if _is_by_reference(func, qualname, registered):
@@ -1240,7 +1309,7 @@ cdef tuple _template():
 
 cdef bint _seedable(object func, object registered) except -1:
     # True when reduce_function will reduce ``func`` by value with _FUNCTION as the callable.
-    if func in _OWN_FUNCTIONS or <object>(<PyFunctionObject*>func).func_code is _SINGLEDISPATCH_CODE:
+    if _is_own_function(func) or <object>(<PyFunctionObject*>func).func_code is _SINGLEDISPATCH_CODE:
         return False
     return not _is_by_reference(func, _field((<PyFunctionObject*>func).func_qualname),
                                 registered)

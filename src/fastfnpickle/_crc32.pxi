@@ -22,6 +22,31 @@ cdef void _init_crc_tables():
 _init_crc_tables()
 
 
+# Slicing-by-8 in C (the last bytes after the folding below go through it too: byte by byte,
+# the 16 to 31 bytes there were one chain of dependent table loads, a third of the whole CRC of
+# a small code object).
+cdef extern from *:
+    """
+    static uint32_t ffp_crc32_slice8(uint32_t crc, const unsigned char *p, Py_ssize_t n,
+                                     const uint32_t (*t)[256])
+    {
+        while (n >= 8) {
+            uint32_t one = crc ^ ((uint32_t)p[0] | ((uint32_t)p[1] << 8)
+                                  | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24));
+            crc = t[7][one & 0xFF] ^ t[6][(one >> 8) & 0xFF] ^ t[5][(one >> 16) & 0xFF]
+                  ^ t[4][one >> 24] ^ t[3][p[4]] ^ t[2][p[5]] ^ t[1][p[6]] ^ t[0][p[7]];
+            p += 8;
+            n -= 8;
+        }
+        while (n-- > 0)
+            crc = t[0][(crc ^ *p++) & 0xFF] ^ (crc >> 8);
+        return crc;
+    }
+    """
+    uint32_t ffp_crc32_slice8(uint32_t crc, const unsigned char* p, Py_ssize_t n,
+                              const uint32_t (*tables)[256]) noexcept
+
+
 # 64 bytes and more: folded with carry-less multiplication where the CPU has it (x86-64
 # PCLMULQDQ, checked at run time), about ten times the speed of the tables, which then only
 # finish the last 16 to 79 bytes. The folding constants are x^(64+D-1) and x^(D-1) modulo
@@ -32,7 +57,8 @@ cdef extern from *:
     #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     #include <immintrin.h>
     __attribute__((target("pclmul,sse2")))
-    static uint32_t ffp_crc32_clmul(const unsigned char *p, Py_ssize_t n, const uint32_t *table)
+    static uint32_t ffp_crc32_clmul(const unsigned char *p, Py_ssize_t n,
+                                    const uint32_t (*tables)[256])
     {
         const __m128i k512 = _mm_set_epi64x((long long)0xcad38e8f00000000ULL,
                                             (long long)0x653d982200000000ULL);
@@ -43,8 +69,6 @@ cdef extern from *:
         __m128i x2 = _mm_loadu_si128((const __m128i *)(p + 32));
         __m128i x3 = _mm_loadu_si128((const __m128i *)(p + 48));
         unsigned char last[16];
-        uint32_t crc = 0;
-        int i;
         x0 = _mm_xor_si128(x0, _mm_cvtsi32_si128((int)0xFFFFFFFF));
         p += 64;
         n -= 64;
@@ -69,11 +93,7 @@ cdef extern from *:
     #undef FFP_FOLD
         /* The folded block followed by the tail has the CRC register of the whole input. */
         _mm_storeu_si128((__m128i *)last, x0);
-        for (i = 0; i < 16; i++)
-            crc = table[(crc ^ last[i]) & 0xFF] ^ (crc >> 8);
-        while (n-- > 0)
-            crc = table[(crc ^ *p++) & 0xFF] ^ (crc >> 8);
-        return crc ^ 0xFFFFFFFF;
+        return ffp_crc32_slice8(ffp_crc32_slice8(0, last, 16, tables), p, n, tables) ^ 0xFFFFFFFF;
     }
     static int ffp_cpu_has_clmul(void)
     {
@@ -81,15 +101,17 @@ cdef extern from *:
         return __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse2");
     }
     #else
-    static uint32_t ffp_crc32_clmul(const unsigned char *p, Py_ssize_t n, const uint32_t *table)
+    static uint32_t ffp_crc32_clmul(const unsigned char *p, Py_ssize_t n,
+                                    const uint32_t (*tables)[256])
     {
-        (void)p; (void)n; (void)table;
+        (void)p; (void)n; (void)tables;
         return 0;
     }
     static int ffp_cpu_has_clmul(void) { return 0; }
     #endif
     """
-    uint32_t ffp_crc32_clmul(const unsigned char* p, Py_ssize_t n, const uint32_t* table) noexcept
+    uint32_t ffp_crc32_clmul(const unsigned char* p, Py_ssize_t n,
+                             const uint32_t (*tables)[256]) noexcept
     int ffp_cpu_has_clmul() noexcept
 
 
@@ -119,20 +141,5 @@ def _crc32_has_clmul():
 
 cdef inline uint32_t _crc32(const unsigned char* p, Py_ssize_t n) noexcept:
     if n >= 64 and _CRC_CLMUL:
-        return ffp_crc32_clmul(p, n, _CRC_TABLES[0])
-    cdef uint32_t crc = 0xFFFFFFFF
-    cdef uint32_t one
-    while n >= 8:
-        one = crc ^ (<uint32_t>p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16)
-                     | (<uint32_t>p[3] << 24))
-        crc = (_CRC_TABLES[7][one & 0xFF] ^ _CRC_TABLES[6][(one >> 8) & 0xFF]
-               ^ _CRC_TABLES[5][(one >> 16) & 0xFF] ^ _CRC_TABLES[4][one >> 24]
-               ^ _CRC_TABLES[3][p[4]] ^ _CRC_TABLES[2][p[5]] ^ _CRC_TABLES[1][p[6]]
-               ^ _CRC_TABLES[0][p[7]])
-        p += 8
-        n -= 8
-    while n > 0:
-        crc = _CRC_TABLES[0][(crc ^ p[0]) & 0xFF] ^ (crc >> 8)
-        p += 1
-        n -= 1
-    return crc ^ 0xFFFFFFFF
+        return ffp_crc32_clmul(p, n, _CRC_TABLES)
+    return ffp_crc32_slice8(0xFFFFFFFF, p, n, _CRC_TABLES) ^ 0xFFFFFFFF
