@@ -3,6 +3,7 @@ views, loggers, WeakSets, bound methods, method wrappers, descriptors, typing co
 singletons, the ``types`` module's types, and protocol-5 out-of-band buffers."""
 
 import collections
+import gc
 import logging
 import pickle
 import textwrap
@@ -12,7 +13,7 @@ import weakref
 from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
-from conftest import check_features_in_fresh_interpreter, load_in_subprocess, run_check
+from conftest import Impl, check_features_in_fresh_interpreter, load_in_subprocess, run_check
 
 
 def build_code_and_cells() -> Any:
@@ -290,3 +291,67 @@ def test_pickle_buffer_in_globals_goes_out_of_band(impl) -> None:
     # With buffer_callback returning true the buffer stays in band.
     inband = impl.dumps(ns["get"], protocol=5, buffer_callback=lambda b: True)
     assert bytes(payload) in inband and pickle.loads(inband)() == bytes(payload)
+
+
+def test_a_new_type_at_a_freed_plain_types_address(impl: Impl) -> None:
+    # The compiled core remembers the last type whose instances it left to the C pickler, by
+    # address and version tag. A class freed and a module subclass made at its address (which
+    # the allocator does here every time) must not be taken for it: a false match would hand
+    # the module to the C pickler, which cannot pickle it.
+    reused = 0
+    data = b""
+    for i in range(20):
+        plain_cls = type("Plain", (), {})
+        impl.dumps([plain_cls(), plain_cls()])
+        address = id(plain_cls)
+        del plain_cls
+        gc.collect()
+        mod_cls = type("ModuleKind", (types.ModuleType,), {})
+        reused += id(mod_cls) == address
+        mod = mod_cls(f"ffp_made_here_{i}")
+        mod.x = i
+        data = impl.dumps(mod)
+        assert pickle.loads(data).x == i
+    if not reused:
+        pytest.skip("the allocator never reused a freed class's address here")
+    load_in_subprocess(data, """
+        import sys
+        assert type(obj).__name__ == "ModuleKind" and obj.x == 19
+        assert obj.__name__ == "ffp_made_here_19" and "ffp_made_here_19" not in sys.modules
+    """, impl)
+
+
+def test_module_subclass_keeps_its_class(impl: Impl) -> None:
+    # The pattern of modules with properties or a class-level __getattr__: before, such a
+    # module loaded as a plain ModuleType without them (cloudpickle refuses it outright).
+    class LazyModule(types.ModuleType):
+        @property
+        def answer(self) -> int:
+            return self.base * 2
+
+        def __getattr__(self, name: str) -> str:
+            return f"lazy:{name}"
+
+    mod = LazyModule("ffp_lazy_module", "a lazy module")
+    mod.base = 21
+    data = impl.dumps(mod)
+    loaded = pickle.loads(data)
+    assert type(loaded).__name__ == "LazyModule" and isinstance(loaded, types.ModuleType)
+    assert loaded.answer == 42 and loaded.anything == "lazy:anything"
+    load_in_subprocess(data, """
+        import sys, types
+        assert type(obj).__name__ == "LazyModule" and isinstance(obj, types.ModuleType)
+        assert obj.__name__ == "ffp_lazy_module" and obj.__doc__ == "a lazy module"
+        assert obj.answer == 42 and obj.missing == "lazy:missing"
+        assert "ffp_lazy_module" not in sys.modules
+    """, impl)
+    from fastfnpickle.explain import explain_bytes
+    assert "obj.__class__  class " in str(explain_bytes(data))
+    plain = types.ModuleType("ffp_plain_module")
+    assert b"LazyModule" not in impl.dumps(plain)
+
+
+def test_module_of_a_non_module_type_is_refused() -> None:
+    from fastfnpickle import _rebuild
+    with pytest.raises(pickle.UnpicklingError, match="not a module type"):
+        _rebuild.make_module("m", dict)

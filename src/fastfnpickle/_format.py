@@ -24,7 +24,8 @@ REBUILD_MAKE_CELL = "make_cell"          # () -> an empty cell, filled by fill_c
 REBUILD_FILL_CELL = "fill_cell"          # (cell, (value,)) -> the cell
 REBUILD_CLOSURE_CELL = "closure_cell"    # (function, index) -> a cell shared with it
 REBUILD_IMPORT_MODULE = "import_module"  # (name,) -> a module by reference
-REBUILD_MAKE_MODULE = "make_module"      # (name,) -> an empty dynamic module
+REBUILD_MAKE_MODULE = "make_module"      # (name,) or (name, ModuleType subclass) -> an
+                                         # empty dynamic module
 REBUILD_SET_MODULE_STATE = "set_module_state"  # (module, dict) -> the module filled in
 REBUILD_DICT_VIEW = "dict_view"          # (mapping, kind) -> keys/values/items view
 REBUILD_MAKE_CLASS = "make_class"        # (metaclass, name, bases, skeleton, id) -> class;

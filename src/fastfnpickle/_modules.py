@@ -138,4 +138,7 @@ def reduce_module(pickler: Any, module: ModuleType) -> tuple:
     state = dict(vars(module))
     if state.get("__builtins__") is _BUILTINS_DICT:
         state["__builtins__"] = _LOADER_BUILTINS
-    return (_rebuild.make_module, (name,), state, None, None, _rebuild.set_module_state)
+    # A subclass (a module with properties or a __getattr__ of its class) keeps its class.
+    kind = type(module)
+    args = (name,) if kind is ModuleType else (name, kind)
+    return (_rebuild.make_module, args, state, None, None, _rebuild.set_module_state)

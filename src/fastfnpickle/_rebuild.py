@@ -9,6 +9,7 @@ never pulls in the pickler.
 """
 
 import importlib
+from pickle import UnpicklingError
 from types import ModuleType
 from typing import Any, Callable, Dict, TypeVar
 
@@ -59,9 +60,17 @@ def import_module(name: str) -> ModuleType:
     return importlib.import_module(name)
 
 
-def make_module(name: str) -> ModuleType:
-    """An empty dynamic module; :func:`set_module_state` fills it."""
-    return ModuleType(name)
+def make_module(name: str, kind: Any = None) -> ModuleType:
+    """An empty dynamic module, of the ``ModuleType`` subclass ``kind`` when one was pickled;
+    :func:`set_module_state` fills it."""
+    if kind is None:
+        return ModuleType(name)
+    if not (isinstance(kind, type) and issubclass(kind, ModuleType)):
+        raise UnpicklingError(f"corrupt module in pickle: its type {kind!r} is not a module type")
+    # As pickle makes instances: the subclass's own __init__ is not run, the state follows.
+    module = ModuleType.__new__(kind)
+    ModuleType.__init__(module, name)
+    return module
 
 
 def set_module_state(module: ModuleType, state: Dict[str, Any]) -> ModuleType:

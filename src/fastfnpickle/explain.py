@@ -923,8 +923,11 @@ class _TreeBuilder:
             self._fill_class(node, s, shared)
         elif rebuild == REBUILD_MAKE_MODULE:
             node = Node(path, "module", "module", size)
-            node.name = _lit(_items(s.args)[0]) if _items(s.args) else None
+            args = _items(s.args)
+            node.name = _lit(args[0]) if args else None
             if not shared:
+                if len(args) > 1:  # a ModuleType subclass
+                    node.children.append(self._node(args[1], path + ".__class__"))
                 self._expand_map(node, s.setter_state, path, ".{}")
         elif rebuild == REBUILD_IMPORT_MODULE:
             node = Node(path, "reference", "module", size)
