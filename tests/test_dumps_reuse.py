@@ -12,12 +12,14 @@ import gc
 import io
 import pickle
 import sys
+import textwrap
 import threading
 import types
 import weakref
 from typing import Any, Callable, Dict, List
 
 import pytest
+from conftest import PYTHON_IMPL as PYTHON
 from conftest import Impl, load_in_subprocess
 
 import fastfnpickle
@@ -291,3 +293,61 @@ def test_registry_changes_between_dumps_calls(impl: Impl) -> None:
         del sys.modules[mod.__name__]
     # Loaded where the module does not exist: only the by-value pickle works there.
     assert load_in_subprocess(by_value, "print(obj(5))", impl).strip() == "15"
+
+
+def test_globals_shared_after_the_token_cache_fills(impl: Impl) -> None:
+    # The compiled core caches the token standing for a module's globals across pickles, by
+    # the dict's address. When that cache filled, it was emptied: the pickle that filled it got
+    # two tokens for one module, and its functions loaded with two globals dicts (a counter
+    # bumped by one was not seen by the other). Tokens a pickle in progress wrote must stay.
+    shared: Dict[str, Any] = {"__name__": "ffp_token_module"}
+    exec(textwrap.dedent("""
+        counter = 0
+        def bump():
+            global counter
+            counter += 1
+            return counter
+        def read():
+            return counter
+    """), shared)
+    pickles = []
+    for i in range(1_300):  # more distinct globals dicts than the cache holds
+        other: Dict[str, Any] = {"__name__": f"ffp_token_other_{i}"}
+        exec("def other():\n    return 1\n", other)  # noqa: S102
+        data = impl.dumps([shared["bump"], other["other"], shared["read"]])
+        bump, _, read = pickle.loads(data)
+        assert bump.__globals__ is read.__globals__, f"pickle {i}: one module, two globals"
+        pickles.append(data)
+    out = load_in_subprocess(pickle.dumps(pickles[1_000:]), """
+        import pickle
+        results = []
+        for data in obj:
+            bump, _, read = pickle.loads(data)
+            bump()
+            results.append(read())
+        print(sorted(set(results)))
+    """, impl)
+    assert out.strip() == "[1]"
+
+
+def test_code_written_once_when_the_cache_drops_it_mid_pickle(impl: Impl) -> None:
+    # A code object met twice in one pickle is written once (the memo shares its bytes), even
+    # when the code cache is too small to hold every code object of the pickle: the compiled
+    # core keeps the entries a memo uses, the twin remembers what the pickle used. Same bytes
+    # from both twins and from a fresh pickler.
+    core = pytest.importorskip("fastfnpickle._core", reason="compiled core not built")
+    saved = core._code_cache_limits()
+    try:
+        core._code_cache_limits(2, 1 << 20)
+        f = eval("lambda x: x + 4001", {})  # noqa: S307
+        impl.core.dumps(f)  # cached first: the oldest entry when the pickle below starts
+        others = [eval(f"lambda x: x + {5000 + i}", {}) for i in range(6)]  # noqa: S307
+        batch = [f, *others, f]
+        data = impl.core.dumps(batch)
+        assert core._code_cache_overflow() == 0  # emptied once the pickle ended
+        assert data.count(core.code_info(f.__code__).data[4:]) == 1
+        assert data == plain(impl, batch) == plain(PYTHON, batch)
+        loaded = pickle.loads(data)
+        assert [g(1) for g in loaded] == [4002, *(5001 + i for i in range(6)), 4002]
+    finally:
+        core._code_cache_limits(*saved)

@@ -287,6 +287,18 @@ cdef Py_ssize_t _CODE_CACHE_MAX_BYTES = 2 << 20
 cdef list _CODE_RING = [None] * _CODE_CACHE_MAX
 cdef Py_ssize_t _ring_next = 0
 cdef Py_ssize_t _cache_bytes = 0
+# An entry whose marshal bytes some pickler's memo holds is in use: a pickle in progress (in
+# this thread or another) wrote them, and must find the same bytes object if it meets that code
+# object again, or it writes the code a second time (so what a pickle holds would depend on
+# what the cache happened to drop between two meetings). The ring passes over entries in use;
+# when the next few are all in use (a pickle of more code objects than the ring holds), the
+# new entry waits in the overflow list, emptied of what is out of use when a pickle ends.
+cdef list _CODE_OVERFLOW = []
+cdef Py_ssize_t _RING_SCAN = 4
+
+
+cdef extern from "Python.h":
+    Py_ssize_t _refcount "Py_REFCNT"(PyObject* o)
 
 
 cdef inline CodeInfo _cached_info(object code):
@@ -295,32 +307,63 @@ cdef inline CodeInfo _cached_info(object code):
     return None if found is NULL else <CodeInfo>found
 
 
-cdef object _uncache(Py_ssize_t slot):
-    # Empties a ring slot. Returns the code object it held, for the caller to drop once the
-    # ring is consistent again: freeing a code object can run other code (a weakref callback),
-    # which may pickle. (Its entry goes with this function's reference: freeing one frees
+cdef inline bint _in_use(object code):
+    # None (an empty slot) is not in use. Only the entry holds its bytes unless a memo does.
+    if code is None:
+        return False
+    cdef void* found = NULL
+    FFP_Code_GetExtra(code, _CODE_EXTRA, &found)
+    return found is not NULL and _refcount(<PyObject*>(<CodeInfo>found).data) > 1
+
+
+cdef void _drop_entry(object code):
+    # Empties code's co_extra slot and takes its bytes off the total. The caller keeps ``code``
+    # until the cache is consistent again: freeing a code object can run other code (a weakref
+    # callback), which may pickle. (Its entry goes with the slot's reference: freeing one frees
     # only tuples and strings.)
     global _cache_bytes
-    code = _CODE_RING[slot]
-    if code is None:
-        return None
     info = _cached_info(code)
     if info is not None:
         _cache_bytes -= PyBytes_GET_SIZE((<CodeInfo>info).data)
         FFP_Code_SetExtra(code, _CODE_EXTRA, NULL)  # the slot's reference goes, info's stays
-    _CODE_RING[slot] = None
+
+
+cdef object _uncache(Py_ssize_t slot):
+    # Empties a ring slot; returns the code object it held (see _drop_entry).
+    code = _CODE_RING[slot]
+    if code is not None:
+        _drop_entry(code)
+        _CODE_RING[slot] = None
     return code
+
+
+cdef void _drain_overflow() except *:
+    # The overflow entries out of use go; the list is replaced before their code objects are
+    # released (see _drop_entry).
+    global _CODE_OVERFLOW
+    cdef list kept = []
+    cdef list dropped = _CODE_OVERFLOW
+    _CODE_OVERFLOW = kept
+    for code in dropped:
+        if _in_use(code):
+            kept.append(code)
+        else:
+            _drop_entry(code)
 
 
 def _code_cache_limits(entries=None, max_bytes=None):
     """Empty the code cache and set its bounds (for tests and measurements); the bounds."""
-    global _CODE_CACHE_MAX, _CODE_CACHE_MAX_BYTES, _CODE_RING, _ring_next
+    global _CODE_CACHE_MAX, _CODE_CACHE_MAX_BYTES, _CODE_RING, _ring_next, _CODE_OVERFLOW
     if entries is not None and entries < 1:
         raise ValueError("the code cache needs at least one entry")
     cdef list dropped = []
     cdef Py_ssize_t i
     for i in range(len(_CODE_RING)):
         dropped.append(_uncache(i))
+    for code in _CODE_OVERFLOW:
+        _drop_entry(code)
+    dropped.append(_CODE_OVERFLOW)
+    _CODE_OVERFLOW = []
     if entries is not None:
         _CODE_CACHE_MAX = entries
     if max_bytes is not None:
@@ -335,26 +378,44 @@ def _code_cache_holds(code):
     return _cached_info(code) is not None
 
 
+def _code_cache_overflow():
+    """How many entries wait in the overflow list (for the tests)."""
+    return len(_CODE_OVERFLOW)
+
+
 cdef void _cache_code(object code, CodeInfo info) except *:
     global _ring_next, _cache_bytes
     cdef Py_ssize_t size = PyBytes_GET_SIZE(info.data)
-    cdef Py_ssize_t start = _ring_next
+    cdef Py_ssize_t n = len(_CODE_RING)
+    cdef Py_ssize_t k, j, scanned
     cdef list more = None
-    # The oldest entries go while the new one would not fit; a slot is always freed.
-    dropped = _uncache(_ring_next)
-    while True:
-        if _cache_bytes + size <= _CODE_CACHE_MAX_BYTES:
+    # The slot: the oldest of the next few whose entry is not in use.
+    cdef bint placed = False
+    for k in range(_RING_SCAN if _RING_SCAN < n else n):
+        if not _in_use(_CODE_RING[_ring_next]):
+            placed = True
             break
-        _ring_next = (_ring_next + 1) % _CODE_CACHE_MAX
-        if _ring_next == start:
-            break
-        if more is None:
-            more = []
-        more.append(_uncache(_ring_next))
+        _ring_next = (_ring_next + 1) % n
     Py_INCREF(info)  # the slot's reference
+    if not placed:
+        FFP_Code_SetExtra(code, _CODE_EXTRA, <void*>info)
+        _CODE_OVERFLOW.append(code)
+        _cache_bytes += size
+        return
+    dropped = _uncache(_ring_next)
+    # Over the byte bound, the oldest entries not in use go too (one pass over the ring at most).
+    j = (_ring_next + 1) % n
+    scanned = 1
+    while _cache_bytes + size > _CODE_CACHE_MAX_BYTES and scanned < n:
+        if not _in_use(_CODE_RING[j]):
+            if more is None:
+                more = []
+            more.append(_uncache(j))
+        j = (j + 1) % n
+        scanned += 1
     FFP_Code_SetExtra(code, _CODE_EXTRA, <void*>info)
     _CODE_RING[_ring_next] = code
-    _ring_next = (_ring_next + 1) % _CODE_CACHE_MAX
+    _ring_next = (_ring_next + 1) % n
     _cache_bytes += size
 
 # ``_format.seal`` in C (the CRC-32 below is shared with _load.pyx): the Python version's call,
@@ -920,6 +981,25 @@ cdef str _PACKAGE_KEY = "__package__"
 # (making, hashing and comparing the int key cost more than the rest of this function).
 cdef Py_ssize_t _last_token_key = 0
 cdef tuple _last_token_entry = None
+cdef Py_ssize_t _token_cache_limit = _TOKEN_CACHE_MAX
+
+
+cdef void _sweep_tokens() except *:
+    # The cache is full. A token some pickler's memo holds stays: a pickle in progress must get
+    # the token it already wrote for those globals, or its functions of one module would load
+    # with two globals dicts (one not seeing what the other sets); emptying the whole cache
+    # did exactly that to the pickle that filled it. The rest go, entries of dead dicts with
+    # them; if most are in use, the next sweep waits until the cache has doubled.
+    global _token_cache_limit, _last_token_key, _last_token_entry
+    cdef list stale = []
+    for key, entry in _TOKEN_CACHE.items():
+        if _refcount(PyTuple_GET_ITEM(entry, 2)) <= 1:  # held by its entry alone
+            stale.append(key)
+    for key in stale:
+        del _TOKEN_CACHE[key]
+    _token_cache_limit = max(_TOKEN_CACHE_MAX, 2 * len(_TOKEN_CACHE))
+    _last_token_key = 0
+    _last_token_entry = None
 
 
 cdef dict _globals_token(dict gdict):
@@ -947,8 +1027,8 @@ cdef dict _globals_token(dict gdict):
     cdef dict token = {"__name__": _intern(name_value) if type(name_value) is str else name_value}
     if package is not NULL and <object>package is not None:
         token["__package__"] = <object>package
-    if len(_TOKEN_CACHE) >= _TOKEN_CACHE_MAX:
-        _TOKEN_CACHE.clear()
+    if len(_TOKEN_CACHE) >= _token_cache_limit:
+        _sweep_tokens()
     entry = (_MISSING if name is NULL else <object>name,
              _MISSING if package is NULL else <object>package, token)
     _TOKEN_CACHE[address] = entry
@@ -1236,6 +1316,8 @@ cdef _clear(object pickler):
         tokens.clear()
     if cells:
         cells.clear()
+    if _CODE_OVERFLOW:
+        _drain_overflow()
 
 
 # One reusable pickler per thread for dumps() at the default protocol: building a pickler
@@ -1399,6 +1481,10 @@ cdef class _Slot:
         self.busy = False
 
     cdef renew(self):
+        if self.pickler is not None and _CODE_OVERFLOW:
+            # Now rather than when the collector frees it (the pickler is in a cycle with its
+            # bound reducer_override): what its memo holds goes out of use.
+            _C_CLEAR_MEMO(self.pickler)
         self.pickler = Pickler(self.sink, None, buffer_callback=self.buffers)
         self.tokens = self.pickler._tokens
         self.cells = self.pickler._closure_cells
@@ -1474,6 +1560,8 @@ def dumps(obj, protocol=None, buffer_callback=None):
         chunks.clear()
         slot.buffers.target = None
         slot.busy = False
+        if _CODE_OVERFLOW:
+            _drain_overflow()  # this pickle's entries are out of use now
 
 
 _seed = _template()

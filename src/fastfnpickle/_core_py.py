@@ -251,9 +251,21 @@ def _has_code(consts: tuple) -> bool:
     return False
 
 
+def _pickled_info(pickler: "Pickler", code: CodeType) -> CodeInfo:
+    # One CodeInfo (so one bytes object) per code object for as long as the pickler's memo
+    # lasts: the cache may be emptied in the middle of a pickle, and the same code met again
+    # with new bytes would be written twice. (The compiled core keeps the entries a memo uses
+    # in its cache instead; either way a pickle writes each code object once.)
+    key = id(code)
+    info = pickler._codes.get(key)
+    if info is None:
+        info = pickler._codes[key] = code_info(code)
+    return info
+
+
 def reduce_code(pickler: "Pickler", code: CodeType) -> tuple:
     """Reduce value of a code object (version-tagged marshal bytes)."""
-    info = code_info(code)
+    info = _pickled_info(pickler, code)
     return (_rebuild.code, (info.tag, info.data, info.filename))
 
 
@@ -350,7 +362,7 @@ def reduce_function(pickler: "Pickler", func: FunctionType) -> Any:
     code = func.__code__
     if code is _SINGLEDISPATCH_CODE:
         return _wrappers.reduce_singledispatch(pickler, func)
-    info = code_info(code)
+    info = _pickled_info(pickler, code)
     gdict = func.__globals__
     if type(gdict) is not dict:
         gdict = _deferred.plain_globals(gdict)
@@ -594,6 +606,9 @@ class Pickler(pickle.Pickler):
         # id(cell) -> (function, index) for cells a function's rebuild makes, or the cell
         # itself for a cell pickled on its own first.
         self._closure_cells: Dict[int, Any] = {}
+        # id(code) -> its CodeInfo, for this pickle (see _pickled_info; the memo holds the
+        # function or code object, so the code object too).
+        self._codes: Dict[int, CodeInfo] = {}
         # The by-value registry as this dump started: one pickle never mixes two registries.
         self._by_value: FrozenSet[str] = _modules.BY_VALUE
 
@@ -699,6 +714,7 @@ def _clear(pickler: Pickler) -> None:
     _C_CLEAR_MEMO(pickler)
     pickler._tokens.clear()
     pickler._closure_cells.clear()
+    pickler._codes.clear()
 
 
 # One reusable pickler per thread for dumps() at the default protocol: building a pickler

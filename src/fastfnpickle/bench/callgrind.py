@@ -54,7 +54,7 @@ class Spec:
         return {"workload": self.workload, "scale": self.scale, "ops": self.ops}
 
 
-# Small counts: the whole check (16 children) takes well under two minutes under valgrind.
+# Small counts: the whole check (two children per workload) takes a few minutes under valgrind.
 CORE: Tuple[Spec, ...] = (
     Spec("lambda", "lambda", 1.0, 100, "one small lambda, cold code"),
     Spec("closure", "closure", 1.0, 100, "a closure with 3 cells, cold code"),
@@ -62,6 +62,8 @@ CORE: Tuple[Spec, ...] = (
          "a function reading module globals, a helper function and a module, cold code"),
     Spec("same-fn-calls", "same-fn-10k-calls", 0.02, 5, "the same function in 200 dumps calls"),
     Spec("distinct-lambdas", "lambdas-10k", 0.02, 5, "200 distinct exec'd lambdas in one list"),
+    Spec("distinct-closures", "closures-10k", 0.02, 5,
+         "200 closures of 2 cells, each from its own factory, in one list"),
     Spec("big-packages", "big-packages", 1.0, 50,
          "a function using numpy, json and xml.etree, cold code"),
     Spec("numpy-closure-oob", "numpy-closure-oob", 1.0, 20,
