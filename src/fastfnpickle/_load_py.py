@@ -34,8 +34,10 @@ def _restored(value: Any, filename: Any, sets: bool) -> Any:
     t = type(value)
     if t is CodeType:
         consts = value.co_consts
-        if sets or _has_code(consts):
-            consts = tuple([_restored(c, filename, sets) for c in consts])
+        if not (sets or _has_code(consts)):
+            # The common case: only the file name goes back in (replace() of one field).
+            return value.replace(co_filename=filename) if value.co_filename == "" else value
+        consts = tuple([_restored(c, filename, sets) for c in consts])
         if value.co_filename == "":
             return value.replace(co_filename=filename, co_consts=consts)
         return value.replace(co_consts=consts)
@@ -80,10 +82,7 @@ def code(tag: str, data: bytes, filename: Any) -> CodeType:
         _check_loadable(result)
     if type(filename) is not str:
         raise UnpicklingError("corrupt code object in pickle: file name is not a string")
-    if tag == CODE_TAG and result.co_filename == "" and not _has_code(result.co_consts):
-        result = result.replace(co_filename=filename)  # _restored's common case, one call less
-    else:
-        result = _restored(result, filename, tag == CODE_TAG_SETS)
+    result = _restored(result, filename, tag == CODE_TAG_SETS)
     if tag == CODE_TAG:
         if len(_CODE_CACHE) >= _CODE_CACHE_MAX:
             _CODE_CACHE.clear()
