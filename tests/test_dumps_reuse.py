@@ -349,5 +349,7 @@ def test_code_written_once_when_the_cache_drops_it_mid_pickle(impl: Impl) -> Non
         assert data == plain(impl, batch) == plain(PYTHON, batch)
         loaded = pickle.loads(data)
         assert [g(1) for g in loaded] == [4002, *(5001 + i for i in range(6)), 4002]
+        out = load_in_subprocess(data, "print([g(1) for g in obj])", impl)
+        assert out.strip() == str([4002, *(5001 + i for i in range(6)), 4002])
     finally:
         core._code_cache_limits(*saved)
