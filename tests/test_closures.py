@@ -1,12 +1,13 @@
 """Closures: empty cells, rebound cells, (mutual) recursion, ``nonlocal``, cells shared between
 closures, and standalone cell objects. Checks run in-process and in one fresh interpreter."""
 
+import io
 import pickle
 import types
 from typing import Any, Callable, Dict, Tuple
 
 import pytest
-from conftest import check_features_in_fresh_interpreter, run_check
+from conftest import check_features_in_fresh_interpreter, load_in_subprocess, run_check
 
 
 def build_empty_cells() -> Any:
@@ -296,3 +297,92 @@ def test_the_same_cell_twice_in_one_closure(impl) -> None:
 
     expected = outcome(PYTHON_IMPL.dumps)
     assert outcome(impl.core.dumps) == outcome(impl.dumps) == expected
+
+
+def _many_shared_cells(pairs: int) -> Any:
+    """``pairs`` counters, each a (bump, get) pair over one cell, with every third counter's
+    cell also in the list on its own; enough cells that the compiled core's table grows and
+    rehashes several times within one pickle."""
+    def counter(start: int) -> Any:
+        count = start
+
+        def bump() -> int:
+            nonlocal count
+            count += 1
+            return count
+
+        def get() -> int:
+            return count
+        return bump, get
+
+    items: list = []
+    for k in range(pairs):
+        bump, get = counter(k)
+        items.append(bump)
+        if k % 3 == 0:
+            items.append(get.__closure__[0])
+        items.append(get)
+    return items
+
+
+CHECK_MANY_SHARED_CELLS = """
+k = 0
+i = 0
+while i < len(obj):
+    bump = obj[i]
+    if k % 3 == 0:
+        cell, get = obj[i + 1], obj[i + 2]
+        assert cell is get.__closure__[0] is bump.__closure__[0], k
+        i += 3
+    else:
+        get = obj[i + 1]
+        i += 2
+    assert get() == k and bump() == k + 1 and get() == k + 1, k
+    assert bump.__closure__[0] is get.__closure__[0], k
+    k += 1
+assert k == PAIRS, k
+"""
+
+
+@pytest.mark.parametrize("pairs", [1, 7, 40, 1500])
+def test_many_shared_cells_in_one_pickle(impl, pairs: int) -> None:
+    from conftest import PYTHON_IMPL
+    obj = _many_shared_cells(pairs)
+    data = impl.dumps(obj)
+    assert data == PYTHON_IMPL.dumps(obj)
+    check = CHECK_MANY_SHARED_CELLS.replace("PAIRS", str(pairs))
+    run_check(check, pickle.loads(data))
+    if pairs == 1500:
+        load_in_subprocess(data, check, impl)
+
+
+def test_cell_table_follows_the_memo_of_a_reused_pickler(impl) -> None:
+    # One pickler, several dump() calls: cells are shared across calls while the memo is, and
+    # forgotten with it (clear_memo), also after a table big enough to be freed on clearing.
+    from conftest import PYTHON_IMPL
+    big = _many_shared_cells(200)
+    small = _many_shared_cells(2)
+    streams = []
+    for core in (impl.core, PYTHON_IMPL.core):
+        f = io.BytesIO()
+        p = core.Pickler(f)
+        p.dump(big)
+        p.clear_memo()
+        second = f.tell()
+        p.dump(small[:2])  # bump and its cell; the next dump meets get, which shares the cell
+        p.dump(small[2])
+        p.clear_memo()
+        third = f.tell()
+        p.dump(small[2])
+        streams.append((f.getvalue(), second, third))
+    assert streams[0] == streams[1]
+    data, second, third = streams[0]
+    # An unpickler per memo: one pickler memo spans the middle two dumps.
+    run_check(CHECK_MANY_SHARED_CELLS.replace("PAIRS", "200"), pickle.loads(data[:second]))
+    u = pickle.Unpickler(io.BytesIO(data[second:third]))
+    bump, cell = u.load()
+    get = u.load()
+    alone = pickle.loads(data[third:])
+    assert get.__closure__[0] is cell is bump.__closure__[0]
+    assert alone.__closure__[0] is not cell
+    assert bump() == 1 and get() == 1 and alone() == 0

@@ -295,6 +295,11 @@ cdef Py_ssize_t _cache_bytes = 0
 # new entry waits in the overflow list, emptied of what is out of use when a pickle ends.
 cdef list _CODE_OVERFLOW = []
 cdef Py_ssize_t _RING_SCAN = 4
+# Set when a scan found only entries in use; until the next drain new entries go straight to
+# the overflow list. A batch of thousands of new functions otherwise looked at four busy ring
+# entries per new one (each a cold code object, its extra slot and its bytes: a tenth of the
+# batch's cache misses).
+cdef bint _ring_busy = False
 
 
 cdef extern from "Python.h":
@@ -340,10 +345,11 @@ cdef object _uncache(Py_ssize_t slot):
 cdef void _drain_overflow() except *:
     # The overflow entries out of use go; the list is replaced before their code objects are
     # released (see _drop_entry).
-    global _CODE_OVERFLOW
+    global _CODE_OVERFLOW, _ring_busy
     cdef list kept = []
     cdef list dropped = _CODE_OVERFLOW
     _CODE_OVERFLOW = kept
+    _ring_busy = False
     for code in dropped:
         if _in_use(code):
             kept.append(code)
@@ -354,6 +360,7 @@ cdef void _drain_overflow() except *:
 def _code_cache_limits(entries=None, max_bytes=None):
     """Empty the code cache and set its bounds (for tests and measurements); the bounds."""
     global _CODE_CACHE_MAX, _CODE_CACHE_MAX_BYTES, _CODE_RING, _ring_next, _CODE_OVERFLOW
+    global _ring_busy
     if entries is not None and entries < 1:
         raise ValueError("the code cache needs at least one entry")
     cdef list dropped = []
@@ -364,6 +371,7 @@ def _code_cache_limits(entries=None, max_bytes=None):
         _drop_entry(code)
     dropped.append(_CODE_OVERFLOW)
     _CODE_OVERFLOW = []
+    _ring_busy = False
     if entries is not None:
         _CODE_CACHE_MAX = entries
     if max_bytes is not None:
@@ -384,18 +392,20 @@ def _code_cache_overflow():
 
 
 cdef void _cache_code(object code, CodeInfo info) except *:
-    global _ring_next, _cache_bytes
+    global _ring_next, _cache_bytes, _ring_busy
     cdef Py_ssize_t size = PyBytes_GET_SIZE(info.data)
     cdef Py_ssize_t n = len(_CODE_RING)
     cdef Py_ssize_t k, j, scanned
     cdef list more = None
     # The slot: the oldest of the next few whose entry is not in use.
     cdef bint placed = False
-    for k in range(_RING_SCAN if _RING_SCAN < n else n):
-        if not _in_use(_CODE_RING[_ring_next]):
-            placed = True
-            break
-        _ring_next = (_ring_next + 1) % n
+    if not _ring_busy:
+        for k in range(_RING_SCAN if _RING_SCAN < n else n):
+            if not _in_use(_CODE_RING[_ring_next]):
+                placed = True
+                break
+            _ring_next = (_ring_next + 1) % n
+        _ring_busy = not placed
     Py_INCREF(info)  # the slot's reference
     if not placed:
         FFP_Code_SetExtra(code, _CODE_EXTRA, <void*>info)
@@ -1037,27 +1047,11 @@ cdef dict _globals_token(dict gdict):
     return token
 
 
-# The first closure of a pickle is not entered in ``_closure_cells`` (id(cell) -> (func, index))
-# cell by cell: it waits under this key (no id is 0) until another closure or a bare cell needs
-# the table, which is never for a pickle of one function. Lookups then find what the twin's
-# eager table holds, so the bytes are the same.
-cdef object _PENDING_CELLS = 0
-
-
-cdef int _enter_pending(dict seen) except -1:
-    cdef PyObject* pending = PyDict_GetItem(seen, _PENDING_CELLS)
-    if pending is NULL:
-        return 0
-    func, closure = <tuple>pending
-    del seen[_PENDING_CELLS]
-    cdef Py_ssize_t i
-    for i in range(len(<tuple>closure)):
-        seen[<Py_ssize_t><PyObject*>(<tuple>closure)[i]] = (func, i)
-    return 0
+include "_cells.pxi"
 
 
 cdef tuple _closure_parts(object pickler, object func, tuple closure):
-    cdef dict seen = pickler._closure_cells
+    cdef CellTable seen = pickler._closure_cells
     cdef Py_ssize_t n = len(closure)
     cdef list values = []
     cdef list empties = None
@@ -1085,7 +1079,7 @@ cdef tuple _closure_parts(object pickler, object func, tuple closure):
             continue
         values.append(_stable(pickler, value))
     cdef tuple empty_at = None if empties is None else tuple(empties)
-    if not seen and classdict_at < 0 and n <= 16:
+    if seen.empty() and classdict_at < 0 and n <= 16:
         for i in range(1, n):
             for j in range(i):
                 if closure[i] is closure[j]:
@@ -1094,24 +1088,27 @@ cdef tuple _closure_parts(object pickler, object func, tuple closure):
                 continue
             break
         else:
-            seen[_PENDING_CELLS] = (func, closure)
+            seen.pending_func = func
+            seen.pending_closure = closure
             return n, tuple(values), empty_at
-    _enter_pending(seen)
+    seen.enter_pending()
+    seen.owners.append(func)
+    cdef _CellSlot* slot
     for i in range(n):
         if i == classdict_at:
             continue
         cell = closure[i]
-        key = <Py_ssize_t><PyObject*>cell  # id(cell), without the call
-        owner = PyDict_GetItem(seen, key)
-        if owner is NULL:
-            seen[key] = (func, i)
+        slot = seen.find(<PyObject*>cell)
+        if slot is NULL:
+            seen.put(<PyObject*>cell, <PyObject*>func, i)
         else:
             if shared is None:
                 shared = [None] * n
-            if type(<object>owner) is tuple:
-                shared[i] = CellRef((<tuple>owner)[0], (<tuple>owner)[1])
+            # A cell of an earlier function, or a cell pickled on its own earlier.
+            if slot.index >= 0:
+                shared[i] = CellRef(<object>slot.owner, slot.index)
             else:
-                shared[i] = <object>owner
+                shared[i] = <object>slot.owner
     closure_arg = n if shared is None else tuple(shared)
     return closure_arg, tuple(values), empty_at
 
@@ -1149,12 +1146,14 @@ cdef object reduce_stable_set(object pickler, object wrapper):
 
 
 cdef object reduce_cell(object pickler, object cell):
-    cdef dict seen = pickler._closure_cells
-    _enter_pending(seen)
-    cdef PyObject* owner = PyDict_GetItem(seen, id(cell))
-    if owner is not NULL:
-        return (_rebuild.closure_cell, <object>owner)
-    seen[id(cell)] = cell
+    cdef CellTable seen = pickler._closure_cells
+    seen.enter_pending()
+    cdef _CellSlot* slot = seen.find(<PyObject*>cell)
+    if slot is not NULL:
+        # Made by a function's closure (a bare cell met twice is a memo hit, never here).
+        return (_rebuild.closure_cell, (<object>slot.owner, slot.index))
+    seen.owners.append(cell)
+    seen.put(<PyObject*>cell, <PyObject*>cell, -1)
     try:
         value = cell.cell_contents
     except ValueError:
@@ -1193,7 +1192,7 @@ class Pickler(pickle.Pickler):
         super().__init__(file, protocol, buffer_callback=buffer_callback)
         self._protocol = DEFAULT_PROTOCOL if protocol < 0 else protocol
         self._tokens = {}
-        self._closure_cells = {}
+        self._closure_cells = CellTable()
         self._by_value = _modules.BY_VALUE
 
     def reducer_override(self, obj):
@@ -1311,10 +1310,10 @@ def _uninitialized(pickler):
 cdef _clear(object pickler):
     _C_CLEAR_MEMO(pickler)
     cdef dict tokens = pickler._tokens
-    cdef dict cells = pickler._closure_cells
+    cdef CellTable cells = pickler._closure_cells
     if tokens:
         tokens.clear()
-    if cells:
+    if not cells.empty():
         cells.clear()
     if _CODE_OVERFLOW:
         _drain_overflow()
@@ -1466,7 +1465,7 @@ cdef class _Slot:
     cdef _Buffers buffers
     cdef object pickler
     cdef dict tokens  # the pickler's own, held here to be emptied without attribute lookups
-    cdef dict cells
+    cdef CellTable cells
     cdef bint busy
     cdef bint seeded  # the memo holds the seed (and nothing else): see _dump_seeded
     # What the pickler's _by_value holds: set again only when the registry changed (an
@@ -1481,10 +1480,8 @@ cdef class _Slot:
         self.busy = False
 
     cdef renew(self):
-        if self.pickler is not None and _CODE_OVERFLOW:
-            # Now rather than when the collector frees it (the pickler is in a cycle with its
-            # bound reducer_override): what its memo holds goes out of use.
-            _C_CLEAR_MEMO(self.pickler)
+        # The old pickler is freed here (the caller holds no other reference), its memo with
+        # it, so what the memo held is out of use before the code cache's overflow is drained.
         self.pickler = Pickler(self.sink, None, buffer_callback=self.buffers)
         self.tokens = self.pickler._tokens
         self.cells = self.pickler._closure_cells
@@ -1546,6 +1543,7 @@ def dumps(obj, protocol=None, buffer_callback=None):
         # to the user's objects now (a seeded dump by setting the seed again, which also
         # readies the next one).
         if len(chunks) > 1 or (chunks and len(chunks[0]) > _REUSE_LIMIT):
+            pickler = None  # see _Slot.renew
             slot.renew()
         else:
             if seeded:
@@ -1555,7 +1553,7 @@ def dumps(obj, protocol=None, buffer_callback=None):
                 _C_CLEAR_MEMO(pickler)
             if slot.tokens:
                 slot.tokens.clear()
-            if slot.cells:
+            if not slot.cells.empty():
                 slot.cells.clear()
         chunks.clear()
         slot.buffers.target = None
