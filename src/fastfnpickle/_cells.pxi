@@ -20,7 +20,7 @@ cdef struct _CellSlot:
 
 # Tables up to this many slots are kept between pickles (emptied); bigger ones are freed, so
 # a thread's pickler does not hold (or wipe) a big array after one big pickle.
-DEF _CELLS_KEPT = 64
+cdef enum: _CELLS_KEPT = 64
 
 
 cdef class CellTable:
