@@ -1150,7 +1150,8 @@ cdef object reduce_cell(object pickler, object cell):
     seen.enter_pending()
     cdef _CellSlot* slot = seen.find(<PyObject*>cell)
     if slot is not NULL:
-        # Made by a function's closure (a bare cell met twice is a memo hit, never here).
+        if slot.index < 0:  # the twin's table entry (only reached without a memo: fast mode)
+            return (_rebuild.closure_cell, <object>slot.owner)
         return (_rebuild.closure_cell, (<object>slot.owner, slot.index))
     seen.owners.append(cell)
     seen.put(<PyObject*>cell, <PyObject*>cell, -1)
