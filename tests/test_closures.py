@@ -386,3 +386,38 @@ def test_cell_table_follows_the_memo_of_a_reused_pickler(impl) -> None:
     assert get.__closure__[0] is cell is bump.__closure__[0]
     assert alone.__closure__[0] is not cell
     assert bump() == 1 and get() == 1 and alone() == 0
+
+
+COUNTER_PAIRS = """
+def make_counter(start):
+    count = start
+
+    def bump():
+        nonlocal count
+        count += 1
+        return count
+
+    def get():
+        return count
+    return bump, get
+
+OBJ = [make_counter(10 * k) for k in range(100)]
+"""
+
+CHECK_COUNTER_PAIRS = """
+seen = []
+for bump, get in obj:
+    seen.append((bump(), bump(), get()))
+print(seen[0], seen[99], all(b2 == g for _, b2, g in seen))
+"""
+
+
+def test_closures_of_one_call_share_their_counter_in_a_fresh_interpreter(impl) -> None:
+    # Made in a producer's __main__, loaded where it never ran. Side by side with cloudpickle:
+    # both see bump() count; only here does get() see what bump() did (cloudpickle 3.1.3 gives
+    # each function its own cells, so get() still reads the start value: silently stale).
+    from _fresh import cloudpickle_roundtrip, roundtrip
+    out = roundtrip(impl, COUNTER_PAIRS, CHECK_COUNTER_PAIRS)
+    assert out == "(1, 2, 2) (991, 992, 992) True\n"
+    theirs = cloudpickle_roundtrip(COUNTER_PAIRS, CHECK_COUNTER_PAIRS, impl)
+    assert theirs.startswith("(1, 2, ")
