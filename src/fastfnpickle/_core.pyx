@@ -297,8 +297,7 @@ cdef list _CODE_OVERFLOW = []
 cdef Py_ssize_t _RING_SCAN = 4
 # Set when a scan found only entries in use; until the next drain new entries go straight to
 # the overflow list. A batch of thousands of new functions otherwise looked at four busy ring
-# entries per new one (each a cold code object, its extra slot and its bytes: a tenth of the
-# batch's cache misses).
+# entries per new one (each a cold code object, its extra slot and its bytes).
 cdef bint _ring_busy = False
 
 
