@@ -421,3 +421,19 @@ def test_closures_of_one_call_share_their_counter_in_a_fresh_interpreter(impl) -
     assert out == "(1, 2, 2) (991, 992, 992) True\n"
     theirs = cloudpickle_roundtrip(COUNTER_PAIRS, CHECK_COUNTER_PAIRS, impl)
     assert theirs.startswith("(1, 2, ")
+
+
+def test_a_bare_cell_without_a_memo_names_fast_mode(impl) -> None:
+    # Pickler.fast turns the memo off. A cell pickled on its own is filled through a reference
+    # to itself, which without a memo writes it again; both twins now say so (they used to
+    # fail inside pickle with a message about __reduce__'s tuple).
+    def outer() -> Any:
+        x = [1]
+        return lambda: x
+
+    cell = outer().__closure__[0]
+    for obj in ([cell], [cell, cell], [types.CellType(2)]):
+        p = impl.Pickler(io.BytesIO())
+        p.fast = True
+        with pytest.raises(pickle.PicklingError, match="Pickler.fast"):
+            p.dump(obj)

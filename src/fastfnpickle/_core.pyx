@@ -1149,8 +1149,9 @@ cdef object reduce_cell(object pickler, object cell):
     seen.enter_pending()
     cdef _CellSlot* slot = seen.find(<PyObject*>cell)
     if slot is not NULL:
-        if slot.index < 0:  # the twin's table entry (only reached without a memo: fast mode)
-            return (_rebuild.closure_cell, <object>slot.owner)
+        if slot.index < 0:
+            # Reduced again while written (its filling refers to it): only without a memo.
+            raise PicklingError(_errors.FAST_CELL)
         return (_rebuild.closure_cell, (<object>slot.owner, slot.index))
     seen.owners.append(cell)
     seen.put(<PyObject*>cell, <PyObject*>cell, -1)

@@ -559,6 +559,9 @@ def reduce_cell(pickler: "Pickler", cell: CellType) -> tuple:
     rebuild, or to the cell itself for cells pickled on their own.
     """
     owner = pickler._closure_cells.get(id(cell))
+    if owner is cell:
+        # Reduced again while written (its filling refers to it): only without a memo.
+        raise PicklingError(_errors.FAST_CELL)
     if owner is not None:
         return (_rebuild.closure_cell, owner)
     # Functions pickled later that close over this cell share it.

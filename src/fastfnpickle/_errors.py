@@ -97,6 +97,12 @@ _SHOWN_STEPS = 8          # steps shown of a deep chain before eliding
 
 _ACTIVE = threading.local()
 
+# Raised by both twins' cell reducers. A cell pickled on its own is made empty, then filled
+# through a reference to it (so it may hold itself); without a memo (Pickler.fast) that
+# reference writes the cell again, without end.
+FAST_CELL = ("pickling a cell needs the pickler's memo, and this pickler keeps none "
+             "(Pickler.fast is set); unset Pickler.fast")
+
 
 def note_failure(exc: BaseException, root: Any, pickler_class: type, protocol: int) -> None:
     """Add a note to ``exc`` naming the path from ``root`` to the object that failed.
