@@ -42,9 +42,6 @@ cdef class CellTable:
     def __dealloc__(self):
         free(self.slots)
 
-    def __len__(self):
-        return self.used + (0 if self.pending_closure is None else len(self.pending_closure))
-
     cdef inline bint empty(self):
         return self.used == 0 and self.pending_closure is None and not self.owners
 
@@ -117,7 +114,7 @@ cdef class CellTable:
             self.put(<PyObject*>closure[i], <PyObject*>func, i)
         return 0
 
-    def clear(self):
+    cpdef clear(self):
         """Forget every cell (the pickler's memo was cleared)."""
         self.pending_func = None
         self.pending_closure = None
