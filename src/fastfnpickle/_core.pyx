@@ -1166,7 +1166,9 @@ cdef object reduce_cell(object pickler, object cell):
 # The pickler
 
 cdef dict _SPECIAL_TYPES = _classes.SPECIAL_TYPES
-cdef object _CYFUNCTION_TYPE = type(_sort_key)  # the type of Cython-compiled functions
+# The type of the compiled reconstructors, taken from one of them: each Cython release names
+# its own function type, and a build may mix releases (pip's isolated build and a build_ext).
+cdef object _CYFUNCTION_TYPE = type(_FUNCTION)
 cdef object _CellRef = CellRef
 cdef object _StableSet = StableSet
 cdef dict _SHARED_DISPATCH = _reducers.DISPATCH
