@@ -16,7 +16,7 @@ from pickle import PicklingError
 from types import CellType, CodeType, FunctionType, ModuleType
 
 from cpython.object cimport PyObject, PyTypeObject, Py_TPFLAGS_HEAPTYPE
-from cpython.dict cimport PyDict_GetItem, PyDict_GetItemWithError
+from cpython.dict cimport PyDict_GetItemWithError
 from cpython.type cimport PyType_Check
 from cpython.module cimport PyModule_Check
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
@@ -191,7 +191,7 @@ cdef dict _MODULES_DICT = _modules.__dict__
 
 
 cdef inline object _registered():
-    return <object>PyDict_GetItem(_MODULES_DICT, "BY_VALUE")
+    return <object>PyDict_GetItemWithError(_MODULES_DICT, "BY_VALUE")
 
 
 cdef inline object _field(PyObject* value):
@@ -724,7 +724,7 @@ cdef bint _is_by_reference(object func, object qualname, object registered) exce
         return False
     if registered and _modules.is_by_value_name(module_name, registered):
         return False
-    cdef PyObject* module = PyDict_GetItem(_sys_modules, module_name)
+    cdef PyObject* module = PyDict_GetItemWithError(_sys_modules, module_name)
     if module is NULL:
         return False
     obj = <object>module
@@ -733,7 +733,7 @@ cdef bint _is_by_reference(object func, object qualname, object registered) exce
         if type(obj) is _ModuleType and not (<str>qualname).startswith("__"):
             # What getattr finds first (ModuleType's own attributes are all dunders); only a
             # miss may still be answered by a module __getattr__.
-            found = PyDict_GetItem(<object>PyModule_GetDict(obj), qualname)
+            found = PyDict_GetItemWithError(<object>PyModule_GetDict(obj), qualname)
             if found is not NULL:
                 return found is <PyObject*>func
         return getattr(obj, qualname, None) is func
@@ -759,7 +759,7 @@ cdef object _submodules(CodeInfo info, dict modules, object func, object registe
         if type(head) is str:
             if modules is None:
                 continue
-            known = PyDict_GetItem(modules, head)
+            known = PyDict_GetItemWithError(modules, head)
             name = None if known is NULL else <object>known
         else:
             # A cell or a parameter default, never for functions without cells or defaults;
@@ -835,7 +835,7 @@ cdef object _imported_name(object value, object registered):
     if type(value) is not _ModuleType:
         return None
     name = value.__name__
-    if type(name) is not str or PyDict_GetItem(_sys_modules, name) is not <PyObject*>value:
+    if type(name) is not str or PyDict_GetItemWithError(_sys_modules, name) is not <PyObject*>value:
         return None
     if registered and _modules.is_by_value_name(name, registered):
         return None
@@ -1021,7 +1021,7 @@ cdef dict _globals_token(dict gdict):
     if address == _last_token_key:
         entry = _last_token_entry
     else:
-        found = PyDict_GetItem(_TOKEN_CACHE, address)
+        found = PyDict_GetItemWithError(_TOKEN_CACHE, address)
         if found is not NULL:
             entry = <tuple>found
     if entry is not None:
@@ -1219,19 +1219,19 @@ class Pickler(pickle.Pickler):
         cdef unsigned int tag = (<_VersionedType*>t).tp_version_tag
         if <PyObject*>t is _plain_type and tag == _plain_tag and tag != 0:
             return NotImplemented
-        cdef PyObject* reducer = PyDict_GetItem(_SHARED_DISPATCH, t)
+        cdef PyObject* reducer = PyDict_GetItemWithError(_SHARED_DISPATCH, t)
         if reducer is not NULL:
             return (<object>reducer)(self, obj)
         if PyType_Check(obj):
             if not ((<PyTypeObject*>obj).tp_flags & Py_TPFLAGS_HEAPTYPE):
                 # A static (C) type: never by value; by name unless it has a special form.
-                reducer = PyDict_GetItem(_SPECIAL_TYPES, obj)
+                reducer = PyDict_GetItemWithError(_SPECIAL_TYPES, obj)
                 return NotImplemented if reducer is NULL else <object>reducer
             return _classes.reduce_class(self, obj)
         if PyModule_Check(obj):
             name = obj.__name__
-            if (type(name) is str and PyDict_GetItem(_sys_modules, name) is <PyObject*>obj
-                    and not self._by_value):
+            if (type(name) is str and not self._by_value
+                    and PyDict_GetItemWithError(_sys_modules, name) is <PyObject*>obj):
                 # The common case, inline: an imported module, by reference.
                 return (_IMPORT_MODULE, (name,))
             return _modules.reduce_module(self, obj)
@@ -1504,7 +1504,7 @@ def dumps(obj, protocol=None, buffer_callback=None):
         _dump(Pickler(buf, protocol, buffer_callback=buffer_callback), obj)
         return buf.getvalue()
     cdef dict tdict = _thread_dict()
-    cdef PyObject* held = PyDict_GetItem(tdict, _SLOT_KEY)
+    cdef PyObject* held = PyDict_GetItemWithError(tdict, _SLOT_KEY)
     cdef _Slot slot = None if held is NULL else <_Slot>held
     if slot is None or slot.busy:
         # First use on this thread, or a dumps() nested inside another one (a __reduce__

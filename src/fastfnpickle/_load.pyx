@@ -11,7 +11,7 @@ import marshal
 import sys
 
 from cpython.object cimport PyObject, PyTypeObject
-from cpython.dict cimport PyDict_GetItem
+from cpython.dict cimport PyDict_GetItemWithError
 from cpython.ref cimport Py_INCREF, Py_DECREF
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_GET_LENGTH, PyUnicode_CheckExact
@@ -252,7 +252,7 @@ cdef object _import_module = importlib.import_module
 
 
 cdef object _import(object name):
-    cdef PyObject* module = PyDict_GetItem(_sys_modules, name)
+    cdef PyObject* module = PyDict_GetItemWithError(_sys_modules, name)
     return <object>module if module is not NULL else _import_module(name)
 
 
