@@ -9,6 +9,8 @@ from typing import Any, Callable, Dict, Tuple
 import pytest
 from conftest import check_features_in_fresh_interpreter, load_in_subprocess, run_check
 
+from fastfnpickle import PicklingRecursionError
+
 
 def build_empty_cells() -> Any:
     def never_assigned():
@@ -437,3 +439,36 @@ def test_a_bare_cell_without_a_memo_names_fast_mode(impl) -> None:
         p.fast = True
         with pytest.raises(pickle.PicklingError, match="Pickler.fast"):
             p.dump(obj)
+
+
+def test_a_function_with_state_without_a_memo_names_fast_mode(impl) -> None:
+    # A function's state is set through a reference to the function, which Pickler.fast (no
+    # memo) writes again, without end. Both twins used to report only "too deeply nested".
+    def outer() -> Any:
+        x = [1]
+        return lambda: x
+
+    def with_default(a: int = 3) -> int:
+        return a
+
+    for obj in (outer(), with_default, [outer(), 1]):
+        p = impl.Pickler(io.BytesIO())
+        p.fast = True
+        with pytest.raises(PicklingRecursionError, match="Pickler.fast") as info:
+            p.dump(obj)
+        assert isinstance(info.value, pickle.PicklingError)
+    # Without fast mode the same limit keeps its own advice.
+    deep: Any = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(PicklingRecursionError, match="flatten the structure"):
+        impl.Pickler(io.BytesIO()).dump(deep)
+
+
+def test_a_function_without_state_pickles_in_fast_mode(impl) -> None:
+    # Fast mode still works for what needs no reference back: a lambda over nothing.
+    buf = io.BytesIO()
+    p = impl.Pickler(buf)
+    p.fast = True
+    p.dump(lambda n: n * 7)
+    assert load_in_subprocess(buf.getvalue(), "print(obj(6))").strip() == "42"

@@ -1287,11 +1287,7 @@ cdef _run_dump(object pickler, object obj):
     except _MoreFrames:
         raise  # not an error: dumps() makes the pickle again the plain way
     except RecursionError as exc:
-        err = PicklingRecursionError(
-            "object too deeply nested to pickle (deep recursion: maximum recursion depth "
-            "exceeded); "
-            "raise sys.setrecursionlimit() or flatten the structure"
-        )
+        err = PicklingRecursionError(_errors.recursion_message(pickler))
         _errors.note_failure(err, obj, type(pickler), pickler._protocol)
         raise err from exc
     except Exception as exc:

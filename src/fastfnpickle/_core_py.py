@@ -690,11 +690,7 @@ def _dump(pickler: Pickler, obj: Any) -> None:
     try:
         _C_DUMP(pickler, obj)
     except RecursionError as exc:
-        err = PicklingRecursionError(
-            "object too deeply nested to pickle (deep recursion: maximum recursion depth "
-            "exceeded); "
-            "raise sys.setrecursionlimit() or flatten the structure"
-        )
+        err = PicklingRecursionError(_errors.recursion_message(pickler))
         _errors.note_failure(err, obj, type(pickler), pickler._protocol)
         raise err from exc
     except Exception as exc:

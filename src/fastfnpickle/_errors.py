@@ -103,6 +103,25 @@ _ACTIVE = threading.local()
 FAST_CELL = ("pickling a cell needs the pickler's memo, and this pickler keeps none "
              "(Pickler.fast is set); unset Pickler.fast")
 
+# Both twins' dump, when the recursion limit is hit with Pickler.fast set. A function with
+# state pickled by value is written, then its state is set through a reference to it; without
+# a memo that reference writes the function again, without end (so does any cycle).
+FAST_RECURSION = ("pickling recursed without end: this pickler keeps no memo (Pickler.fast "
+                  "is set), so an object written again from inside itself, as a function "
+                  "with defaults, a closure or other state is, is written over and over; "
+                  "unset Pickler.fast")
+DEEP_RECURSION = ("object too deeply nested to pickle (deep recursion: maximum recursion "
+                  "depth exceeded); raise sys.setrecursionlimit() or flatten the structure")
+
+
+def recursion_message(pickler: Any) -> str:
+    """What a dump that hit the recursion limit says, for ``pickler``'s settings."""
+    try:
+        fast = bool(pickler.fast)
+    except Exception:  # a broken subclass property: the plain message still holds
+        fast = False
+    return FAST_RECURSION if fast else DEEP_RECURSION
+
 
 def note_failure(exc: BaseException, root: Any, pickler_class: type, protocol: int) -> None:
     """Add a note to ``exc`` naming the path from ``root`` to the object that failed.
