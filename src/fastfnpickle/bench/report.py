@@ -84,8 +84,9 @@ def _header(result: Dict[str, Any]) -> List[str]:
         f"Python {meta['python']} on {meta['platform']} ({meta['cpus']} cpus); {versions}",
         f"{meta['repeats']} rounds, median per op; samples >= {meta['min_sample_s']}s; "
         f"scale {meta['scale']}; protocol {meta['protocol']}. "
-        "Ratios: time / baseline time (below 1 is faster); vs floor: time / marshal-floor "
-        "time. Size: bytes of one pickle; size/cp: size / cloudpickle's size.",
+        "Ratios: median over the rounds of time / baseline time in the same round (below 1 "
+        "is faster); vs floor: the same against marshal-floor. Size: bytes of one pickle; "
+        "size/cp: size / cloudpickle's size.",
     ]
     for t in result["targets"]:
         if not t["available"]:

@@ -4,7 +4,8 @@ Each workload is first pickled once by every target (to learn its size, whether 
 can pickle it at all, and that the pickle loads back to a working object, in this process and
 in a fresh interpreter); then the targets are timed round-robin, with the starting target
 rotating each round, so that drift on a shared machine hits them all alike. Reported times are
-medians over the rounds; within a sample the garbage collector is paused, as ``timeit`` does.
+medians over the rounds, ratios the medians of the per-round ratios (:func:`paired_ratio`);
+within a sample the garbage collector is paused, as ``timeit`` does.
 
 The workload and target definitions (``WORKLOADS``, ``resolve_targets``) and the case
 machinery (:func:`prepare_case`, :meth:`Case.dumps_op`, :meth:`Case.loads_op`) are shared with
@@ -426,6 +427,20 @@ def _run(workloads: List[Workload], targets: List[Target], missing: Dict[str, st
     }
 
 
+def paired_ratio(timing: Dict[str, Any], ref: Optional[Dict[str, Any]]) -> Optional[float]:
+    """The median over the rounds of ``timing``'s sample / ``ref``'s sample in the same round.
+
+    Both samples of a round are taken within about a second of each other, so a slow phase of a
+    shared machine that spans them cancels out; the ratio of the two overall medians does not
+    pair them, and in one noisy run put the same function workload at 0.70x and another at
+    1.43x of the floor where the per-round ratios gave 0.98x and 1.19x (their quiet-run values).
+    """
+    if ref is None:
+        return None
+    pairs = [t / r for t, r in zip(timing["samples_s"], ref["samples_s"], strict=True) if r > 0]
+    return statistics.median(pairs) if pairs else None
+
+
 def _add_ratios(results: List[Dict[str, Any]], workload: str) -> None:
     rows = [r for r in results if r["workload"] == workload]
     by_target = {r["target"]: r for r in rows}
@@ -435,8 +450,7 @@ def _add_ratios(results: List[Dict[str, Any]], workload: str) -> None:
             for row in rows:
                 timing = row.get(kind)
                 if timing is not None:
-                    timing[key] = (timing["median_s"] / ref["median_s"]
-                                   if ref is not None and ref["median_s"] else None)
+                    timing[key] = paired_ratio(timing, ref)
     cp = by_target.get("cloudpickle", {})
     cp_size = (cp.get("size") or 0) + (cp.get("oob_bytes") or 0)
     for row in rows:
@@ -549,7 +563,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m fastfnpickle bench",
         description="Compare fastfnpickle (both implementations) with pickle, cloudpickle, "
                     "dill and the marshal floor, side by side in one run. Times are medians; "
-                    "ratios are time / baseline time (below 1 is faster).")
+                    "ratios are the median over the rounds of time / baseline time in the same round "
+                    "(below 1 is faster).")
     parser.add_argument("--workloads", action="append", metavar="NAMES",
                         help="comma-separated workload names, glob patterns or families "
                              f"({', '.join(FAMILIES)}); default: all")
