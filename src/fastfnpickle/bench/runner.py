@@ -563,8 +563,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m fastfnpickle bench",
         description="Compare fastfnpickle (both implementations) with pickle, cloudpickle, "
                     "dill and the marshal floor, side by side in one run. Times are medians; "
-                    "ratios are the median over the rounds of time / baseline time in the same round "
-                    "(below 1 is faster).")
+                    "ratios are the median over the rounds of time / baseline time in the "
+                    "same round (below 1 is faster).")
     parser.add_argument("--workloads", action="append", metavar="NAMES",
                         help="comma-separated workload names, glob patterns or families "
                              f"({', '.join(FAMILIES)}); default: all")
