@@ -142,7 +142,8 @@ cdef extern from *:
 
 from . import _bytecode as B
 from . import _deferred
-from ._deferred import CLASSDICT_CELL as _CLASSDICT_CELL_NAME, classdict_snapshot as _classdict_snapshot
+from ._deferred import (CLASSDICT_CELL as _CLASSDICT_CELL_NAME,
+                        classdict_snapshot as _classdict_snapshot)
 from . import _annotations, _classes, _codecheck, _errors, _modules, _rebuild, _reducers, _wrappers
 from ._format import (CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, SLICE_MARK,
                       PicklingRecursionError, crc32_table)
@@ -1404,7 +1405,9 @@ cdef tuple _template():
 
 cdef bint _seedable(object func, object registered) except -1:
     # True when reduce_function will reduce ``func`` by value with _FUNCTION as the callable.
-    if _is_own_function(func) or <object>(<PyFunctionObject*>func).func_code is _SINGLEDISPATCH_CODE:
+    if _is_own_function(func):
+        return False
+    if <object>(<PyFunctionObject*>func).func_code is _SINGLEDISPATCH_CODE:
         return False
     return not _is_by_reference(func, _field((<PyFunctionObject*>func).func_qualname),
                                 registered)
