@@ -465,10 +465,27 @@ def test_a_function_with_state_without_a_memo_names_fast_mode(impl) -> None:
         impl.Pickler(io.BytesIO()).dump(deep)
 
 
+def test_a_chain_of_closures_too_deep_to_pickle_says_so(impl) -> None:
+    # Composing in a loop nests each function in the next one's closure: past the recursion
+    # limit both twins name it, whichever error the C pickler raised there.
+    def compose(f: Callable[[int], int]) -> Callable[[int], int]:
+        return lambda n: f(n) + 1
+
+    fn: Callable[[int], int] = lambda n: n  # noqa: E731
+    for _ in range(5_000):
+        fn = compose(fn)
+    with pytest.raises(PicklingRecursionError, match="flatten the structure"):
+        impl.Pickler(io.BytesIO()).dump(fn)
+
+
 def test_a_function_without_state_pickles_in_fast_mode(impl) -> None:
-    # Fast mode still works for what needs no reference back: a lambda over nothing.
+    # Fast mode still works for what needs no reference back: a lambda over nothing, whose
+    # qualified name is its name (before 3.11 the code object has no qualified name, so any
+    # other one is state set through a reference back).
+    namespace: Dict[str, Any] = {"__name__": "generated_tasks"}
+    exec("times_seven = lambda n: n * 7", namespace)
     buf = io.BytesIO()
     p = impl.Pickler(buf)
     p.fast = True
-    p.dump(lambda n: n * 7)
+    p.dump(namespace["times_seven"])
     assert load_in_subprocess(buf.getvalue(), "print(obj(6))").strip() == "42"

@@ -1287,11 +1287,11 @@ cdef _run_dump(object pickler, object obj):
         _C_DUMP(pickler, obj)
     except _MoreFrames:
         raise  # not an error: dumps() makes the pickle again the plain way
-    except RecursionError as exc:
-        err = PicklingRecursionError(_errors.recursion_message(pickler))
-        _errors.note_failure(err, obj, type(pickler), pickler._protocol)
-        raise err from exc
     except Exception as exc:
+        if _errors.hit_recursion_limit(exc):
+            err = PicklingRecursionError(_errors.recursion_message(pickler))
+            _errors.note_failure(err, obj, type(pickler), pickler._protocol)
+            raise err from exc
         if "_protocol" not in getattr(pickler, "__dict__", ()):
             # A subclass whose __init__ never called ours: the stdlib's contract is a
             # PicklingError on dump, whatever else broke first.

@@ -689,11 +689,11 @@ def _dump(pickler: Pickler, obj: Any) -> None:
     pickler._by_value = _modules.BY_VALUE
     try:
         _C_DUMP(pickler, obj)
-    except RecursionError as exc:
-        err = PicklingRecursionError(_errors.recursion_message(pickler))
-        _errors.note_failure(err, obj, type(pickler), pickler._protocol)
-        raise err from exc
     except Exception as exc:
+        if _errors.hit_recursion_limit(exc):
+            err = PicklingRecursionError(_errors.recursion_message(pickler))
+            _errors.note_failure(err, obj, type(pickler), pickler._protocol)
+            raise err from exc
         if "_protocol" not in getattr(pickler, "__dict__", ()):
             # A subclass whose __init__ never called ours: the stdlib's contract is a
             # PicklingError on dump, whatever else broke first.

@@ -114,6 +114,19 @@ DEEP_RECURSION = ("object too deeply nested to pickle (deep recursion: maximum r
                   "depth exceeded); raise sys.setrecursionlimit() or flatten the structure")
 
 
+def hit_recursion_limit(exc: BaseException) -> bool:
+    """True when the dump that raised ``exc`` stopped at the recursion limit.
+
+    That is a RecursionError, or on 3.10 a PicklingError without a message: at the limit the
+    C pickler of 3.10 fails to import the module of a global it writes, fails again to format
+    the repr for its "import of module failed" message, and raises the bare class (measured;
+    3.11 on let the RecursionError through).
+    """
+    if isinstance(exc, RecursionError):
+        return True
+    return sys.version_info < (3, 11) and type(exc) is pickle.PicklingError and not exc.args
+
+
 def recursion_message(pickler: Any) -> str:
     """What a dump that hit the recursion limit says, for ``pickler``'s settings."""
     try:
@@ -197,7 +210,7 @@ def _diagnose(exc: BaseException, root: Any, pickler_class: type, protocol: int)
 def _is_recursion(exc: BaseException) -> bool:
     if isinstance(exc, RecursionError):
         return True
-    handled = sys.exc_info()[1]  # the twins call us from inside ``except RecursionError``
+    handled = sys.exc_info()[1]  # the twins call us from inside the except that caught it
     for e in (handled, exc.__cause__, exc.__context__):
         if isinstance(e, RecursionError):
             return True
