@@ -8,6 +8,7 @@ import json
 import os
 import pickle
 import re
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -36,9 +37,7 @@ def _rows(result: Dict[str, Any], workload: str) -> Dict[str, Dict[str, Any]]:
 
 
 def _paired(timing: Dict[str, Any], ref: Dict[str, Any]) -> float:
-    ratios = sorted(t / r for t, r in zip(timing["samples_s"], ref["samples_s"]))
-    n = len(ratios)
-    return ratios[n // 2] if n % 2 else (ratios[n // 2 - 1] + ratios[n // 2]) / 2
+    return statistics.median(t / r for t, r in zip(timing["samples_s"], ref["samples_s"]))
 
 
 def test_ratios_pair_the_samples_of_each_round() -> None:

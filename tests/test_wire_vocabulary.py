@@ -8,6 +8,7 @@ some object below (the parity corpus or ``EXTRA``) pickles through it.
 """
 
 import collections
+import io
 import pickle
 import pickletools
 import types
@@ -142,8 +143,6 @@ def test_compiled_core_names_each_reconstructor_directly(impl: Impl) -> None:
     # function type, and a build can mix releases).
     if impl.name != "cython":
         pytest.skip("the twin leaves compiled reconstructors to the C pickler")
-    import io
-
     pickler = impl.Pickler(io.BytesIO())
     for fn in _rebuild.OWN_FUNCTIONS:
         assert pickler.reducer_override(fn) == fn.__qualname__, fn
