@@ -353,5 +353,5 @@ def test_module_subclass_keeps_its_class(impl: Impl) -> None:
 
 def test_module_of_a_non_module_type_is_refused() -> None:
     from fastfnpickle import _rebuild
-    with pytest.raises(pickle.UnpicklingError, match="not a module type"):
+    with pytest.raises(pickle.UnpicklingError, match="kind must be a module type, not the class"):
         _rebuild.make_module("m", dict)

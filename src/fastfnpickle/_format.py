@@ -3,6 +3,7 @@
 import sys
 import zlib
 from pickle import PicklingError, UnpicklingError
+from typing import Dict, Tuple
 
 # Tag every encoded code object carries: bytecode only loads on the minor version that made it.
 CODE_TAG: str = "%d.%d" % sys.version_info[:2]
@@ -45,6 +46,31 @@ RECONSTRUCTORS = (
     REBUILD_LRU_CACHE, REBUILD_SINGLEDISPATCH, REBUILD_SINGLEDISPATCH_STATE, REBUILD_NEW_TYPE,
 )
 
+# The argument layouts each reconstructor accepts, by argument name (one tuple per form: several
+# reconstructors are both a constructor and the state setter of what they made). A call with
+# any other number of arguments is a corrupt pickle; the load-side error messages
+# (``_corrupt``) name arguments from here.
+SIGNATURES: Dict[str, Tuple[Tuple[str, ...], ...]] = {
+    REBUILD_FUNCTION: (("tag", "code", "filename", "globals", "closure"), ("function", "state")),
+    REBUILD_CODE: (("tag", "code", "filename"),),
+    REBUILD_MAKE_CELL: ((),),
+    REBUILD_FILL_CELL: (("cell", "state"),),
+    REBUILD_CLOSURE_CELL: (("function", "index"),),
+    REBUILD_IMPORT_MODULE: (("name",),),
+    REBUILD_MAKE_MODULE: (("name",), ("name", "kind")),
+    REBUILD_SET_MODULE_STATE: (("module", "state"),),
+    REBUILD_DICT_VIEW: (("mapping", "kind"),),
+    REBUILD_MAKE_CLASS: (("metaclass", "name", "bases", "skeleton", "id"), ("class", "state")),
+    REBUILD_MAKE_TYPEVAR: (("kind", "name", "bound", "constraints", "covariant",
+                            "contravariant", "infer_variance", "id"),),
+    REBUILD_MEMORY: (("data", "format", "shape", "readonly"),),
+    REBUILD_FILE_COPY: (("content", "position", "name"),),
+    REBUILD_LRU_CACHE: (("function", "maxsize", "typed"),),
+    REBUILD_SINGLEDISPATCH: (("function",),),
+    REBUILD_SINGLEDISPATCH_STATE: (("dispatcher", "state"),),
+    REBUILD_NEW_TYPE: (("name", "supertype", "qualname", "module"),),
+}
+
 # The function state: a tuple in this order, most often set first, trailing Nones dropped.
 # A function with no state at all (a plain lambda) is reduced without one: no state-setter
 # call on load (pickles that carry an empty state still load). ``doc`` is boxed as ``(doc,)``
@@ -67,6 +93,12 @@ FIELD_EXTRA = "extra"              # (type_params, submodule_names)
 STATE_FIELDS = (FIELD_CAPTURED, FIELD_MODULES, FIELD_CELL_VALUES, FIELD_DEFAULTS, FIELD_DOC,
                 FIELD_EMPTY_CELLS, FIELD_KWDEFAULTS, FIELD_QUALNAME, FIELD_NAME, FIELD_MODULE,
                 FIELD_ANNOTATIONS, FIELD_ATTRS, FIELD_EXTRA)
+
+# How deep constants (tuples, nested code objects) may nest in a code object a pickle holds.
+# CPython's parser refuses more than 200 nested brackets and 100 indentation levels, so
+# compiled code stays well inside this; deeper nesting is forged, and both load twins refuse it
+# (walking it would otherwise meet Python's recursion limit in one twin and not the other).
+MAX_CONST_DEPTH = 400
 
 # Marks a frozenset constant that was stored as a sorted tuple to make the bytes deterministic.
 FROZENSET_MARK: str = "\x00fastfnpickle.frozenset\x00"

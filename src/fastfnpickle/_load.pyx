@@ -1,4 +1,5 @@
-# cython: language_level=3, binding=True, boundscheck=False, wraparound=False
+# cython: language_level=3, binding=True, boundscheck=True, wraparound=False
+# (Bounds checks stay on: every index here may come from a pickle.)
 """Compiled twin of ``_load_py.py``: the reconstructors a pickle calls for every function.
 
 Same names, same behaviour; see the twin for the documentation of each. Pickles never name
@@ -38,14 +39,17 @@ cdef extern from *:
     #endif
     """
     const int FASTFNPICKLE_GIL_DISABLED
-from pickle import UnpicklingError
 from types import CellType, CodeType, FunctionType
 
 from ._codecheck import (FORBIDDEN_OPS as _FORBIDDEN_OPS, PRELOAD_OPS as _PRELOAD_OPS,
                          check_loadable as _check_loadable, check_marshal as _check_marshal)
 from ._deferred import HAS_ANNOTATE as _HAS_ANNOTATE
 from ._names import intern_items, intern_keys
-from ._format import CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, SLICE_MARK, crc32_table
+from ._corrupt import arity, corrupt, describe, foreign_tag, invalid
+from ._format import (CODE_TAG, CODE_TAG_SETS, FIELD_ANNOTATIONS, FIELD_CELL_VALUES,
+                      FIELD_EXTRA, FIELD_MODULES, FROZENSET_MARK, MAX_CONST_DEPTH,
+                      REBUILD_CLOSURE_CELL, REBUILD_CODE, REBUILD_FILL_CELL, REBUILD_FUNCTION,
+                      REBUILD_MAKE_CELL, SLICE_MARK, STATE_FIELDS, crc32_table)
 
 cdef object _CellType = CellType
 cdef object _CodeType = CodeType
@@ -67,23 +71,23 @@ cdef Py_ssize_t _CODE_CACHE_MAX = 512
 include "_crc32.pxi"
 
 
-cdef object _unmarshal_sealed(object data):
-    """The code object in sealed ``data``, checked as ``_format.unseal`` checks it."""
-    if type(data) is not bytes or PyBytes_GET_SIZE(data) < 5:
-        raise UnpicklingError("corrupt code object in pickle: too short")
+cdef object _unmarshal_sealed(str who, bytes data):
+    """The code object in sealed ``data``, checked as the pure twin checks it."""
+    if PyBytes_GET_SIZE(data) < 5:
+        raise invalid(who, "code", "is too short to hold sealed code")
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data) - 4
     cdef uint32_t stored = (<uint32_t>p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16)
                             | (<uint32_t>p[3] << 24))
     if _crc32(p + 4, n) != stored:
-        raise UnpicklingError("corrupt code object in pickle: checksum mismatch (damaged bytes)")
+        raise invalid(who, "code", "fails its checksum (damaged bytes)")
     if _CHECK_MARSHAL:
         _check_marshal(data[4:])  # 3.12/3.13: some forged bytecode crashes marshal.loads itself
     # (Raises the same "marshal.loads" audit event as marshal.loads.)
     try:
         return PyMarshal_ReadObjectFromString(<const char*>(p + 4), n)
     except (ValueError, EOFError, TypeError) as exc:
-        raise UnpicklingError(f"corrupt code object in pickle: {exc}") from None
+        raise invalid(who, "code", f"does not unmarshal: {exc}") from None
 
 
 cdef bint _set_filename_in_place(PyObject* code, object filename):
@@ -92,7 +96,7 @@ cdef bint _set_filename_in_place(PyObject* code, object filename):
     object again). Only objects nothing else references yet (one reference: the caller's, or
     the enclosing consts tuple's) are written; if any is shared, returns False having changed
     nothing, and the caller falls back to replace."""
-    if FASTFNPICKLE_GIL_DISABLED or _refcount(code) != 1 or not _only_fresh_nested(code):
+    if FASTFNPICKLE_GIL_DISABLED or _refcount(code) != 1 or not _only_fresh_nested(code, 0):
         return False
     # Interned, as the code constructor (replace) interns it: code objects loaded by other
     # pickles then share the one name object, and pickle it once again.
@@ -100,7 +104,10 @@ cdef bint _set_filename_in_place(PyObject* code, object filename):
     return True
 
 
-cdef bint _only_fresh_nested(PyObject* code):
+cdef bint _only_fresh_nested(PyObject* code, int depth):
+    # Too deep for _restored: False sends the code there, to be refused as the pure twin does.
+    if depth >= _MAX_CONST_DEPTH:
+        return False
     cdef PyObject* consts = (<_CodeStruct*>code).co_consts
     cdef PyObject* c
     cdef Py_ssize_t i
@@ -109,7 +116,7 @@ cdef bint _only_fresh_nested(PyObject* code):
     for i in range(PyTuple_GET_SIZE(<object>consts)):
         c = PyTuple_GET_ITEM(<object>consts, i)
         if _type_of(c) is <PyTypeObject*>_CodeType and (_refcount(c) != 1
-                                                    or not _only_fresh_nested(c)):
+                                                    or not _only_fresh_nested(c, depth + 1)):
             return False
     return True
 
@@ -129,12 +136,21 @@ cdef void _write_filename(PyObject* code, object filename):
             _write_filename(c, filename)
 
 
-cdef object _restored(object value, object filename, bint sets):
+class _TooDeep(Exception):
+    """Constants nested deeper than MAX_CONST_DEPTH (see there)."""
+
+
+cdef int _MAX_CONST_DEPTH = MAX_CONST_DEPTH
+
+
+cdef object _restored(object value, object filename, bint sets, int depth):
+    if depth > _MAX_CONST_DEPTH:
+        raise _TooDeep
     cdef object t = type(value)
     if t is _CodeType:
         consts = value.co_consts
         if sets or _has_code(consts):
-            consts = tuple([_restored(c, filename, sets) for c in consts])
+            consts = tuple([_restored(c, filename, sets, depth + 1) for c in consts])
         if value.co_filename == "":
             return value.replace(co_filename=filename, co_consts=consts)
         return value.replace(co_consts=consts)
@@ -143,7 +159,7 @@ cdef object _restored(object value, object filename, bint sets):
             return frozenset(value[1:])
         if value and type(value[0]) is str and value[0] == SLICE_MARK and len(value) == 4:
             return slice(value[1], value[2], value[3])
-        return tuple([_restored(v, filename, True) for v in value])
+        return tuple([_restored(v, filename, True, depth + 1) for v in value])
     return value
 
 
@@ -154,29 +170,39 @@ cdef bint _has_code(tuple consts):
     return False
 
 
-def code(tag, data, filename):
-    """Rebuild a code object written by ``marshal`` on the same Python minor version."""
-    cdef object cached = None
-    if type(data) is bytes:
-        cached = _CODE_CACHE.get(data)
+def code(*args):
+    """Rebuild a code object written by ``marshal`` on the same Python minor version:
+    ``code(tag, sealed_bytes, filename)``."""
+    if len(args) != 3:
+        raise arity(REBUILD_CODE, len(args))
+    return _code(REBUILD_CODE, args[0], args[1], args[2])
+
+
+cdef object _code(str who, object tag, object data, object filename):
+    cdef object cached
+    if type(tag) is not str:
+        raise corrupt(who, "tag", "a str", tag)
+    if type(data) is not bytes:
+        raise corrupt(who, "code", "bytes", data)
+    if type(filename) is not str:
+        raise corrupt(who, "filename", "a str", filename)
+    cached = _CODE_CACHE.get(data)
     if cached is not None and tag == _TAG and (<tuple>cached)[0] == filename:
         return (<tuple>cached)[1]
     if tag != _TAG and tag != _TAG_SETS:
-        version = tag.split("+")[0] if type(tag) is str else repr(tag)
-        raise UnpicklingError(
-            f"this pickle holds a function compiled by Python {version}; this interpreter is "
-            f"Python {_TAG}, and bytecode only loads on the minor version that made it"
-        )
-    result = _unmarshal_sealed(data)
+        raise foreign_tag(who, tag)
+    result = _unmarshal_sealed(who, data)
     if type(result) is not _CodeType:
-        raise UnpicklingError(f"corrupt code object in pickle: got {type(result).__name__}")
+        raise corrupt(who, "code", "a marshalled code object", result)
     # Before anything reads it: some forged bytecode crashes the interpreter when read.
     if _CHECK_LOADABLE:
         _check_loadable(result)
-    if type(filename) is not str:
-        raise UnpicklingError("corrupt code object in pickle: file name is not a string")
     if tag == _TAG_SETS or not _set_filename_in_place(<PyObject*>result, filename):
-        result = _restored(result, filename, tag == _TAG_SETS)
+        try:
+            result = _restored(result, filename, tag == _TAG_SETS, 0)
+        except _TooDeep:
+            raise invalid(who, "code", f"nests constants deeper than {MAX_CONST_DEPTH} levels, "
+                          f"which no compiled source does") from None
     if tag == _TAG:
         if len(_CODE_CACHE) >= _CODE_CACHE_MAX:
             _CODE_CACHE.clear()
@@ -184,64 +210,102 @@ def code(tag, data, filename):
     return result
 
 
-def make_cell():
+def make_cell(*args):
     """An empty cell; :func:`fill_cell` fills it."""
+    if args:
+        raise arity(REBUILD_MAKE_CELL, len(args))
     return _CellType()
 
 
-def fill_cell(cell, state):
-    """State setter of a standalone cell."""
-    cell.cell_contents = state[0]
+def fill_cell(*args):
+    """State setter of a standalone cell: ``fill_cell(cell, (value,))``."""
+    if len(args) != 2:
+        raise arity(REBUILD_FILL_CELL, len(args))
+    cell = args[0]
+    state = args[1]
+    if type(cell) is not _CellType:
+        raise corrupt(REBUILD_FILL_CELL, "cell", "a cell", cell)
+    if type(state) is not tuple or PyTuple_GET_SIZE(state) != 1:
+        raise corrupt(REBUILD_FILL_CELL, "state", "a 1-tuple", state)
+    cell.cell_contents = (<tuple>state)[0]
     return cell
 
 
-def closure_cell(func, index):
-    """A cell shared with a function rebuilt earlier in the same pickle."""
+def closure_cell(*args):
+    """A cell shared with a function rebuilt earlier in the same pickle:
+    ``closure_cell(function, index)``."""
+    if len(args) != 2:
+        raise arity(REBUILD_CLOSURE_CELL, len(args))
+    func = args[0]
+    index = args[1]
     if type(func) is not _FunctionType:
-        raise UnpicklingError("corrupt closure reference in pickle")
+        raise corrupt(REBUILD_CLOSURE_CELL, "function", "a function", func)
+    if type(index) is not int:
+        raise corrupt(REBUILD_CLOSURE_CELL, "index", "an int", index)
     closure = func.__closure__
-    if closure is None or type(index) is not int or not 0 <= index < len(closure):
-        raise UnpicklingError("corrupt closure reference in pickle")
+    n = 0 if closure is None else len(closure)
+    if not 0 <= index < n:
+        raise invalid(REBUILD_CLOSURE_CELL, "index",
+                      f"({describe(index)}) is out of range for a function with {n} cells")
     return closure[index]
 
 
-def function(a, b, c=None, d=None, e=None):
+def function(*args):
     """Create a function, or fill one in.
 
     ``function(tag, code_bytes, filename, globals, closure)`` makes the function;
     ``function(func, state)`` is its state setter. One callable serves both so a pickle
     references a single global per function kind.
     """
-    if type(a) is _FunctionType:
+    cdef Py_ssize_t n = len(args)
+    if n == 2:
+        func = args[0]
+        state = args[1]
+        if type(func) is not _FunctionType:
+            raise corrupt(REBUILD_FUNCTION, "function", "a function", func)
+        _check_state(func, state)
         try:
-            return _set_state(a, b)
+            return _set_state(func, <tuple>state)
         except (TypeError, ValueError, AttributeError, IndexError, KeyError) as exc:
-            raise UnpicklingError(f"corrupt function state in pickle: {exc}") from None
-    return _make(a, b, c, d, e)
+            # What the checks cannot see (a value CPython's setters refuse).
+            raise invalid(REBUILD_FUNCTION, "state",
+                          f"was refused: {type(exc).__name__}: {exc}") from None
+    if n == 5:
+        return _make(args[0], args[1], args[2], args[3], args[4])
+    raise arity(REBUILD_FUNCTION, n)
 
 
 cdef object _make(object tag, object data, object filename, object globals_, object closure):
-    cdef object co = code(tag, data, filename)
-    cdef Py_ssize_t n, i
+    cdef object co = _code(REBUILD_FUNCTION, tag, data, filename)
+    cdef Py_ssize_t n, i, nfree
     if type(globals_) is not dict:
-        raise UnpicklingError("corrupt function in pickle: globals is not a dict")
-    if "__builtins__" not in globals_:
-        globals_["__builtins__"] = _builtins
+        raise corrupt(REBUILD_FUNCTION, "globals", "a dict", globals_)
     cells = None
     if closure is not None:
+        nfree = len(co.co_freevars)
         if type(closure) is int:
-            if not 0 < closure <= len(co.co_freevars):
-                raise UnpicklingError("corrupt function in pickle: bad closure size")
-            n = closure
-            cells = tuple([_CellType() for i in range(n)])
+            if closure != nfree or closure == 0:
+                raise invalid(REBUILD_FUNCTION, "closure",
+                              f"({describe(closure)}) is not the {nfree} cells the code needs")
+            cells = tuple([_CellType() for i in range(nfree)])
         elif type(closure) is tuple:
-            cells = tuple([_CellType() if c is None else c for c in closure])
+            if PyTuple_GET_SIZE(closure) != nfree or nfree == 0:
+                raise invalid(REBUILD_FUNCTION, "closure",
+                              f"({describe(closure)}) is not the {nfree} cells the code needs")
+            for c in <tuple>closure:
+                if c is not None and type(c) is not _CellType:
+                    raise corrupt(REBUILD_FUNCTION, "closure", "a tuple of cells and Nones",
+                                  c)
+            cells = tuple([_CellType() if c is None else c for c in <tuple>closure])
         else:
-            raise UnpicklingError("corrupt function in pickle: bad closure")
+            raise corrupt(REBUILD_FUNCTION, "closure", "None, a cell count or a tuple of cells",
+                          closure)
+    if "__builtins__" not in globals_:
+        globals_["__builtins__"] = _builtins
     try:
         return _FunctionType(co, globals_, None, None, cells)
     except (TypeError, ValueError) as exc:
-        raise UnpicklingError(f"corrupt function in pickle: {exc}") from None
+        raise invalid(REBUILD_FUNCTION, "code", f"was refused: {exc}") from None
 
 
 cdef tuple _NONES = (None,) * 13
@@ -256,17 +320,81 @@ cdef object _import(object name):
     return <object>module if module is not NULL else _import_module(name)
 
 
-cdef object _set_state(object func, object state):
+cdef inline str _field(str name):
+    return f"state field {name!r}"
+
+
+cdef str _ANNOTATIONS = "a dict or an annotate function" if _HAS_ANNOTATE else "a dict"
+
+
+cdef void _check_state(object func, object state) except *:
+    """Refuse a function state that no pickler of ours writes, before any of it is applied."""
+    cdef Py_ssize_t n, i, cells
+    cdef object v
+    if type(state) is not tuple or PyTuple_GET_SIZE(state) > 13:
+        raise corrupt(REBUILD_FUNCTION, "state", "a tuple of at most 13 fields", state)
+    n = PyTuple_GET_SIZE(state)
+    for i in range(n):
+        v = <object>PyTuple_GET_ITEM(state, i)
+        if v is None:
+            continue
+        if i == 0 or i == 1 or i == 6 or i == 11:
+            if type(v) is not dict:
+                raise corrupt(REBUILD_FUNCTION, _field(STATE_FIELDS[i]), "a dict", v)
+        elif i == 2 or i == 3 or i == 5:
+            if type(v) is not tuple:
+                raise corrupt(REBUILD_FUNCTION, _field(STATE_FIELDS[i]), "a tuple", v)
+        elif i == 4 or i == 9:
+            if type(v) is not tuple or PyTuple_GET_SIZE(v) != 1:
+                raise corrupt(REBUILD_FUNCTION, _field(STATE_FIELDS[i]), "a 1-tuple", v)
+        elif i == 7 or i == 8:
+            if type(v) is not str:
+                raise corrupt(REBUILD_FUNCTION, _field(STATE_FIELDS[i]), "a str", v)
+    # The field types, by index as in the pure twin's _DICT_FIELDS, _TUPLE_FIELDS, ...; then
+    # in its order what needs more than a type.
+    if n > 2 and <object>PyTuple_GET_ITEM(state, 2) is not None:
+        v = <object>PyTuple_GET_ITEM(state, 2)
+        closure = func.__closure__
+        cells = 0 if closure is None else len(closure)
+        if cells != PyTuple_GET_SIZE(v):
+            raise invalid(REBUILD_FUNCTION, _field(FIELD_CELL_VALUES),
+                          f"holds {PyTuple_GET_SIZE(v)} values for a function with "
+                          f"{cells} cells")
+    if n > 1 and <object>PyTuple_GET_ITEM(state, 1) is not None:
+        for module_name in (<dict>PyTuple_GET_ITEM(state, 1)).values():
+            if type(module_name) is not str:
+                raise corrupt(REBUILD_FUNCTION, _field(FIELD_MODULES),
+                              "a dict of module names", module_name)
+    if n > 10:
+        v = <object>PyTuple_GET_ITEM(state, 10)
+        if v is not None and type(v) is not dict and not (_HAS_ANNOTATE and callable(v)):
+            raise corrupt(REBUILD_FUNCTION, _field(FIELD_ANNOTATIONS), _ANNOTATIONS, v)
+    if n > 12 and <object>PyTuple_GET_ITEM(state, 12) is not None:
+        extra = <object>PyTuple_GET_ITEM(state, 12)
+        if type(extra) is not tuple or PyTuple_GET_SIZE(extra) != 2:
+            raise corrupt(REBUILD_FUNCTION, _field(FIELD_EXTRA), "a 2-tuple", extra)
+        if extra[0] is not None and type(extra[0]) is not tuple:
+            raise corrupt(REBUILD_FUNCTION, _field(FIELD_EXTRA), "type parameters in a tuple",
+                          extra[0])
+        if extra[1] is not None:
+            if type(extra[1]) is not tuple:
+                raise corrupt(REBUILD_FUNCTION, _field(FIELD_EXTRA),
+                              "submodule names in a tuple", extra[1])
+            for module_name in <tuple>extra[1]:
+                if type(module_name) is not str:
+                    raise corrupt(REBUILD_FUNCTION, _field(FIELD_EXTRA),
+                                  "submodule names in a tuple", module_name)
+
+
+cdef object _set_state(object func, tuple state):
     cdef Py_ssize_t i
-    if type(state) is not tuple or len(<tuple>state) > 13:
-        raise UnpicklingError("corrupt function state in pickle")
     (captured, modules, cell_values, defaults, doc, empty_cells, kwdefaults, qualname, name,
-     module, annotations, attrs, extra) = <tuple>state + _NONES[len(<tuple>state):]
+     module, annotations, attrs, extra) = state + _NONES[PyTuple_GET_SIZE(state):]
     if captured is not None:
         func.__globals__.update(captured)
     if modules is not None:
         g = func.__globals__
-        for key, module_name in modules.items():
+        for key, module_name in (<dict>modules).items():
             g[key] = _import(module_name)
     if defaults is not None:
         func.__defaults__ = defaults
@@ -274,8 +402,6 @@ cdef object _set_state(object func, object state):
         func.__kwdefaults__ = kwdefaults
     if cell_values is not None:
         closure = func.__closure__
-        if closure is None or type(cell_values) is not tuple or len(closure) != len(cell_values):
-            raise UnpicklingError("corrupt function state in pickle: closure size mismatch")
         i = 0
         for value in <tuple>cell_values:
             if empty_cells is None or i not in empty_cells:
@@ -284,26 +410,25 @@ cdef object _set_state(object func, object state):
                 (<tuple>closure)[i].cell_contents = value
             i += 1
     if name is not None:
-        func.__name__ = _intern(name) if type(name) is str else name
+        func.__name__ = _intern(name)
     if qualname is not None:
-        func.__qualname__ = _intern(qualname) if type(qualname) is str else qualname
+        func.__qualname__ = _intern(qualname)
     if module is not None:
         # Interned like a class's __module__ (3.14 dataclass reprs copy it onto a wrapper).
-        func.__module__ = _intern(module[0]) if type(module[0]) is str else module[0]
+        m = (<tuple>module)[0]
+        func.__module__ = _intern(m) if type(m) is str else m
     if doc is not None:
-        func.__doc__ = doc[0]
+        func.__doc__ = (<tuple>doc)[0]
     if annotations is not None:
         if type(annotations) is dict:
             intern_keys(annotations)
             func.__annotations__ = annotations
-        elif not _HAS_ANNOTATE:
-            func.__annotations__ = annotations  # refused: only a dict can be set here
         else:  # 3.14+: the function that computes them (see _deferred.py)
             func.__annotate__ = annotations
     if attrs is not None:
         func.__dict__.update(attrs)
     if extra is not None:
-        type_params, submodules = extra
+        type_params, submodules = <tuple>extra
         if type_params is not None:
             func.__type_params__ = type_params
         for module_name in submodules or ():

@@ -9,12 +9,18 @@ never pulls in the pickler.
 """
 
 import importlib
-from pickle import UnpicklingError
 from types import ModuleType
-from typing import Any, Callable, Dict, TypeVar
+from typing import Any, Callable, TypeVar
 
 from . import _class_registry, _reconstruct
+from ._corrupt import corrupt, invalid, unpack
 from ._env import env_flag
+from ._format import (
+    REBUILD_DICT_VIEW,
+    REBUILD_IMPORT_MODULE,
+    REBUILD_MAKE_MODULE,
+    REBUILD_SET_MODULE_STATE,
+)
 
 
 def _choose_load_twin() -> ModuleType:
@@ -55,33 +61,51 @@ fill_cell = _export(_load.fill_cell, "fill_cell")
 closure_cell = _export(_load.closure_cell, "closure_cell")
 
 
-def import_module(name: str) -> ModuleType:
-    """A module pickled by reference."""
+def import_module(*args: Any) -> ModuleType:
+    """A module pickled by reference: ``import_module(name)``."""
+    (name,) = unpack(REBUILD_IMPORT_MODULE, args)
+    if type(name) is not str:
+        raise corrupt(REBUILD_IMPORT_MODULE, "name", "a str", name)
+    if not name or name.startswith("."):
+        raise invalid(REBUILD_IMPORT_MODULE, "name", "is not an absolute module name")
     return importlib.import_module(name)
 
 
-def make_module(name: str, kind: Any = None) -> ModuleType:
-    """An empty dynamic module, of the ``ModuleType`` subclass ``kind`` when one was pickled;
-    :func:`set_module_state` fills it."""
+def make_module(*args: Any) -> ModuleType:
+    """An empty dynamic module: ``make_module(name[, kind])``, of the ``ModuleType`` subclass
+    ``kind`` when one was pickled; :func:`set_module_state` fills it."""
+    name = unpack(REBUILD_MAKE_MODULE, args)[0]
+    kind = args[1] if len(args) == 2 else None
+    if type(name) is not str:
+        raise corrupt(REBUILD_MAKE_MODULE, "name", "a str", name)
     if kind is None:
         return ModuleType(name)
     if not (isinstance(kind, type) and issubclass(kind, ModuleType)):
-        raise UnpicklingError(f"corrupt module in pickle: its type {kind!r} is not a module type")
+        raise corrupt(REBUILD_MAKE_MODULE, "kind", "a module type", kind)
     # As pickle makes instances: the subclass's own __init__ is not run, the state follows.
     module = ModuleType.__new__(kind)
     ModuleType.__init__(module, name)
     return module
 
 
-def set_module_state(module: ModuleType, state: Dict[str, Any]) -> ModuleType:
+def set_module_state(*args: Any) -> ModuleType:
+    """``set_module_state(module, namespace)``: the dynamic module filled in."""
+    module, state = unpack(REBUILD_SET_MODULE_STATE, args)
+    if not isinstance(module, ModuleType):
+        raise corrupt(REBUILD_SET_MODULE_STATE, "module", "a module", module)
+    if type(state) is not dict:
+        raise corrupt(REBUILD_SET_MODULE_STATE, "state", "a dict", state)
     module.__dict__.update(state)
     return module
 
 
-def dict_view(mapping: Any, kind: str) -> Any:
-    """``mapping.keys()`` / ``.values()`` / ``.items()``."""
-    if kind not in ("keys", "values", "items"):
-        raise ValueError(f"unknown dict view kind {kind!r}")
+def dict_view(*args: Any) -> Any:
+    """``dict_view(mapping, kind)``: ``mapping.keys()`` / ``.values()`` / ``.items()``."""
+    mapping, kind = unpack(REBUILD_DICT_VIEW, args)
+    if not isinstance(mapping, dict):
+        raise corrupt(REBUILD_DICT_VIEW, "mapping", "a dict", mapping)
+    if type(kind) is not str or kind not in ("keys", "values", "items"):
+        raise corrupt(REBUILD_DICT_VIEW, "kind", "'keys', 'values' or 'items'", kind)
     return getattr(mapping, kind)()
 
 
