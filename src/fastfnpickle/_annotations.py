@@ -12,12 +12,19 @@ import sys
 from types import ModuleType
 from typing import Any, Dict, List, Optional, Tuple
 
+from . import _fork
+
 _MISSING = object()
 _TYPING_MODULES = frozenset({"typing", "typing_extensions", "types", "collections.abc"})
 
 # Annotation string -> the names it reads; bounded, emptied when full.
 _NAMES: Dict[str, Tuple[str, ...]] = {}
 _NAMES_MAX = 4096
+
+
+@_fork.in_child
+def _after_fork_in_child() -> None:
+    _NAMES.clear()  # a cache (see _fork)
 
 
 def _names_in(text: str) -> Tuple[str, ...]:

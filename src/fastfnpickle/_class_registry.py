@@ -1,7 +1,8 @@
 """Class and TypeVar identity on both sides of a pickle, and the class reconstructors.
 
 Load side: pickles call :func:`make_class` and :func:`make_typevar` (through ``_rebuild``), and
-nothing here imports the dump side. The dump side asks :func:`known_id` / :func:`assign_id`.
+nothing here imports the dump side. The dump side asks :func:`known_id` / :func:`assign_id`
+(and :func:`known_typevar_id` / :func:`assign_typevar_id`).
 
 The identity contract (README, "Classes by value"):
 
@@ -11,6 +12,8 @@ The identity contract (README, "Classes by value"):
   process *loaded* also takes the incoming state (methods, attributes) of every later pickle of
   that id, so objects already living here see the producer's updates; a class that *originated*
   here is never overwritten by a pickle of itself (it is the newest version by definition).
+- TypeVars, ParamSpecs and TypeVarTuples have ids made the same way, from everything their
+  pickle carries; there is nothing to update on them.
 """
 
 import functools
@@ -18,42 +21,95 @@ import threading
 import types
 import typing
 import weakref
+from pickle import UnpicklingError
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from . import _fork
 from ._names import intern_keys, interned_names
 
 _LOCK = threading.RLock()
 
 # Keyed by id() with a weak reference beside: classes whose metaclass defines __eq__ may be
 # unhashable, so they cannot be keys of a WeakKeyDictionary or members of a WeakSet.
-_ID_BY_CLASS: Dict[int, Tuple[Any, str]] = {}
+_ById = Dict[int, Tuple[Any, str]]
+_ID_BY_CLASS: _ById = {}
 _CLASS_BY_ID: "weakref.WeakValueDictionary[str, type]" = weakref.WeakValueDictionary()
 # Classes made here by make_class: id(cls) -> weak reference. Only these take incoming state.
 _LOADED: Dict[int, Any] = {}
+# TypeVar, ParamSpec, TypeVarTuple: the same two tables (every kind supports weak references
+# on 3.10-3.15), so one nothing else refers to is freed, loaded or not.
+_ID_BY_TYPEVAR: _ById = {}
+_TYPEVAR_BY_ID: "weakref.WeakValueDictionary[str, Any]" = weakref.WeakValueDictionary()
+
+# The registration being written, as (by_object, by_id, id(obj), id string): a fork can stop
+# the writing thread between its three writes, and the child undoes what it finds half-done.
+_writing: Optional[Tuple[_ById, Any, int, str]] = None
 
 
-def _forget(key: int, ref: Any) -> None:
+def _forget(by_object: _ById, key: int, ref: Any) -> None:
     with _LOCK:
-        entry = _ID_BY_CLASS.get(key)
+        entry = by_object.get(key)
         if entry is not None and entry[0] is ref:
-            del _ID_BY_CLASS[key]
+            del by_object[key]
         if _LOADED.get(key) is ref:
             del _LOADED[key]
 
 
-def _remember(cls: type, cid: str, loaded: bool) -> None:
-    key = id(cls)
-    ref = weakref.ref(cls, functools.partial(_forget, key))
-    _ID_BY_CLASS[key] = (ref, cid)
-    _CLASS_BY_ID[cid] = cls
+def _remember(obj: Any, oid: str, loaded: bool, by_object: _ById = _ID_BY_CLASS,
+              by_id: Any = _CLASS_BY_ID) -> None:
+    global _writing
+    key = id(obj)
+    ref = weakref.ref(obj, functools.partial(_forget, by_object, key))
+    _writing = (by_object, by_id, key, oid)
+    by_object[key] = (ref, oid)
+    by_id[oid] = obj
     if loaded:
         _LOADED[key] = ref
+    _writing = None
+
+
+@_fork.in_child
+def _after_fork_in_child() -> None:
+    # The lock may be held by a thread the child does not have (see _fork); a registration
+    # that thread had begun is undone, so no id is half taken.
+    global _LOCK, _writing
+    _LOCK = threading.RLock()
+    if _writing is None:
+        return
+    by_object, by_id, key, oid = _writing
+    _writing = None
+    entry = by_object.get(key)
+    if entry is not None and entry[1] == oid:
+        del by_object[key]
+    obj = by_id.get(oid)
+    if obj is not None and id(obj) == key:
+        del by_id[oid]
+    _LOADED.pop(key, None)
+
+
+def _known(by_object: _ById, obj: Any) -> Optional[str]:
+    entry = by_object.get(id(obj))
+    return entry[1] if entry is not None and entry[0]() is obj else None
+
+
+def _assign(by_object: _ById, by_id: Any, obj: Any, digest: str) -> str:
+    with _LOCK:
+        oid = _known(by_object, obj)
+        if oid is not None:
+            return oid
+        n = 0
+        while True:
+            oid = f"{digest}-{n}"
+            if by_id.get(oid) is None:
+                break
+            n += 1
+        _remember(obj, oid, False, by_object, by_id)
+        return oid
 
 
 def known_id(cls: type) -> Optional[str]:
     """The id ``cls`` already has in this process (assigned here or loaded), or None."""
-    entry = _ID_BY_CLASS.get(id(cls))
-    return entry[1] if entry is not None and entry[0]() is cls else None
+    return _known(_ID_BY_CLASS, cls)
 
 
 def assign_id(cls: type, digest: str) -> str:
@@ -62,18 +118,7 @@ def assign_id(cls: type, digest: str) -> str:
     The suffix keeps two live class objects of identical content apart (a factory making equal
     classes); a class that already has an id keeps it.
     """
-    with _LOCK:
-        cid = known_id(cls)
-        if cid is not None:
-            return cid
-        n = 0
-        while True:
-            cid = f"{digest}-{n}"
-            if _CLASS_BY_ID.get(cid) is None:
-                break
-            n += 1
-        _remember(cls, cid, loaded=False)
-        return cid
+    return _assign(_ID_BY_CLASS, _CLASS_BY_ID, cls, digest)
 
 
 def _is_loaded(cls: type) -> bool:
@@ -192,29 +237,25 @@ def set_class_state(cls: type, state: tuple) -> type:
 # --------------------------------------------------------------------------------------------
 # TypeVar, ParamSpec, TypeVarTuple: one object per id in a process
 
-_TYPEVAR_BY_ID: Dict[str, Any] = {}
-_ID_BY_TYPEVAR: Dict[int, Tuple[Any, str]] = {}
+def known_typevar_id(tv: Any) -> Optional[str]:
+    """The id a TypeVar-like object already has in this process (assigned or loaded), or None."""
+    return _known(_ID_BY_TYPEVAR, tv)
 
 
-def typevar_id(tv: Any) -> str:
-    """The id of a TypeVar-like object pickled by value (its name plus a per-process count)."""
-    with _LOCK:
-        entry = _ID_BY_TYPEVAR.get(id(tv))
-        if entry is not None and entry[0] is tv:
-            return entry[1]
-        base = f"{tv.__module__}.{tv.__name__}:{type(tv).__name__}"
-        n = 0
-        while f"{base}-{n}" in _TYPEVAR_BY_ID:
-            n += 1
-        tid = f"{base}-{n}"
-        _TYPEVAR_BY_ID[tid] = tv
-        _ID_BY_TYPEVAR[id(tv)] = (tv, tid)
-        return tid
+def assign_typevar_id(tv: Any, digest: str) -> str:
+    """Give a TypeVar-like object its id for life, as :func:`assign_id` does a class."""
+    return _assign(_ID_BY_TYPEVAR, _TYPEVAR_BY_ID, tv, digest)
+
+
+_ABSENT: Any = object()  # an argument older pickles do not carry (or a TypeVar without default)
 
 
 def make_typevar(kind: Any, name: str, bound: Any, constraints: tuple, covariant: bool,
-                 contravariant: bool, infer_variance: bool, tid: str) -> Any:
-    """The TypeVar (or ParamSpec, TypeVarTuple) with id ``tid``, made once per process."""
+                 contravariant: bool, infer_variance: bool, tid: str, module: Any = _ABSENT,
+                 default: Any = _ABSENT) -> Any:
+    """The TypeVar (or ParamSpec, TypeVarTuple) with id ``tid``: the one this process holds,
+    else a new one, with ``__module__`` set to ``module`` and the PEP 696 ``default`` (3.13+)
+    when the pickle has them (pickles made before those were carried end at ``tid``)."""
     with _LOCK:
         existing = _TYPEVAR_BY_ID.get(tid)
         if existing is not None:
@@ -224,10 +265,17 @@ def make_typevar(kind: Any, name: str, bound: Any, constraints: tuple, covariant
             kwargs = {"bound": bound, "covariant": covariant, "contravariant": contravariant}
             if infer_variance:
                 kwargs["infer_variance"] = True
+        if default is not _ABSENT:
+            if not hasattr(typing, "NoDefault"):
+                raise UnpicklingError(
+                    f"the pickled {getattr(kind, '__name__', 'TypeVar')} {name!r} has a default "
+                    "(PEP 696), which needs Python 3.13 or later")
+            kwargs["default"] = default
         args = tuple(constraints) if kind is typing.TypeVar else ()
         tv = kind(name, *args, **kwargs)
-        _TYPEVAR_BY_ID[tid] = tv
-        _ID_BY_TYPEVAR[id(tv)] = (tv, tid)
+        if module is not _ABSENT:
+            tv.__module__ = module
+        _remember(tv, tid, False, _ID_BY_TYPEVAR, _TYPEVAR_BY_ID)
         return tv
 
 

@@ -21,7 +21,7 @@ import typing
 from types import GetSetDescriptorType, MemberDescriptorType
 from typing import Any, Dict, FrozenSet, Optional, Tuple
 
-from . import _class_registry, _deferred, _enums, _modules, _rebuild
+from . import _class_registry, _deferred, _enums, _fork, _modules, _rebuild
 
 # Builtin types that cannot be found as module.qualname (types.FunctionType is
 # ``builtins.function``, which does not exist): pickled as ``getattr(types, name)``.
@@ -142,6 +142,11 @@ def reduce_class(pickler: Any, cls: type) -> Any:
 _BY_NAME: Dict[int, type] = {}
 
 
+@_fork.in_child
+def _after_fork_in_child() -> None:
+    _BY_NAME.clear()  # a cache (see _fork)
+
+
 def _reduce_by_value(pickler: Any, cls: type) -> tuple:
     # A copy, made atomically: pickling an instance on another thread can add copyreg's
     # __slotnames__ to the class dict while we read it.
@@ -233,8 +238,20 @@ def _first_id(pickler: Any, cls: type, head: tuple, state: tuple) -> str:
     through their ids and state; a reference back to a class whose digest is still being taken
     is written as a stand-in.
     """
+    digest = _content_digest(pickler, cls, (head, state))
+    if digest is None:
+        # Something in the state does not pickle on its own. Usually the outer pickle fails on
+        # it next and reports where; but a host's persistent_id may take it there, so the
+        # pickle gets an id from the state's outline, not kept (the next pickle tries again).
+        return "~" + _digest(_outline(cls, state[0]).encode("utf-8", "backslashreplace"))
+    return _class_registry.assign_id(cls, digest)
+
+
+def _content_digest(pickler: Any, obj: Any, content: Any) -> Optional[str]:
+    """The digest of ``content`` (what ``obj`` travels with) pickled on its own, or None if it
+    does not pickle on its own. ``obj`` met again inside is a stand-in (see ``_stand_in``)."""
     pending = _pending()
-    key = id(cls)
+    key = id(obj)
     pending[key] = len(pending)
     try:
         sink = io.BytesIO()
@@ -242,17 +259,14 @@ def _first_id(pickler: Any, cls: type, head: tuple, state: tuple) -> str:
         digester._by_value = pickler._by_value
         digester._digesting = True
         # The C dump itself: failure notes belong to the outer dump.
-        _C_DUMP(digester, (head, state))
+        _C_DUMP(digester, content)
     except RecursionError:
         raise  # too deep to pickle at all: the outer dump reports it
     except Exception:
-        # Something in the state does not pickle on its own. Usually the outer pickle fails on
-        # it next and reports where; but a host's persistent_id may take it there, so the
-        # pickle gets an id from the state's outline, not kept (the next pickle tries again).
-        return "~" + _digest(_outline(cls, state[0]).encode("utf-8", "backslashreplace"))
+        return None
     finally:
         del pending[key]
-    return _class_registry.assign_id(cls, _digest(sink.getvalue()))
+    return _digest(sink.getvalue())
 
 
 def _stand_in(pickler: Any, cls: type) -> tuple:
@@ -296,14 +310,48 @@ _TYPEVAR_KINDS = tuple(
 
 
 def reduce_typevar(pickler: Any, tv: Any) -> Any:
+    """Reduce value of a TypeVar, ParamSpec or TypeVarTuple: NotImplemented when importable by
+    name, else by value under an id derived from its content, as a class's is."""
     if by_reference(tv, tv.__name__, pickler._by_value):
         return NotImplemented
-    kind = type(tv)
-    constraints = getattr(tv, "__constraints__", ())
-    bound = getattr(tv, "__bound__", None)
-    co = bool(getattr(tv, "__covariant__", False))
-    contra = bool(getattr(tv, "__contravariant__", False))
-    infer = bool(getattr(tv, "__infer_variance__", False))
-    return (_rebuild.make_typevar,
-            (kind, tv.__name__, bound, constraints, co, contra, infer,
-             _class_registry.typevar_id(tv)))
+    if pickler._digesting:
+        return (str, (f"<fastfnpickle: TypeVar {_typevar_stand_in(pickler, tv)}>",))
+    args = _typevar_args(tv)
+    tid = _class_registry.known_typevar_id(tv)
+    if tid is None:
+        tid = _first_typevar_id(pickler, tv, args)
+    # The id goes where older pickles end it, so they keep loading (make_typevar).
+    return (_rebuild.make_typevar, args[:7] + (tid,) + args[7:])
+
+
+def _typevar_args(tv: Any) -> tuple:
+    """(kind, name, bound, constraints, covariant, contravariant, infer_variance, module[,
+    default]): everything a TypeVar-like object is made of."""
+    args = (type(tv), tv.__name__, getattr(tv, "__bound__", None),
+            getattr(tv, "__constraints__", ()), bool(getattr(tv, "__covariant__", False)),
+            bool(getattr(tv, "__contravariant__", False)),
+            bool(getattr(tv, "__infer_variance__", False)), getattr(tv, "__module__", None))
+    has_default = getattr(tv, "has_default", None)  # 3.13+ (PEP 696)
+    if has_default is not None and has_default():
+        args += (tv.__default__,)
+    return args
+
+
+def _first_typevar_id(pickler: Any, tv: Any, args: tuple) -> str:
+    # As _first_id: a bound, constraint or default that names this TypeVar (a generic alias
+    # over it, a class by value whose state holds it) meets it as a stand-in, not recursion.
+    digest = _content_digest(pickler, tv, args)
+    if digest is None:
+        outline = f"{args[7]}.{args[1]}:{args[0].__qualname__}"
+        return "~" + _digest(outline.encode("utf-8", "backslashreplace"))
+    return _class_registry.assign_typevar_id(tv, digest)
+
+
+def _typevar_stand_in(pickler: Any, tv: Any) -> str:
+    # How a TypeVar reached from a digested state is written into the digest: by its id, or
+    # by its place on the stack of objects being identified (see _stand_in).
+    index = _pending().get(id(tv))
+    if index is not None:
+        return f"being identified #{index}"
+    tid = _class_registry.known_typevar_id(tv)
+    return tid if tid is not None else _first_typevar_id(pickler, tv, _typevar_args(tv))

@@ -144,7 +144,8 @@ from . import _bytecode as B
 from . import _deferred
 from ._deferred import (CLASSDICT_CELL as _CLASSDICT_CELL_NAME,
                         classdict_snapshot as _classdict_snapshot)
-from . import _annotations, _classes, _codecheck, _errors, _modules, _rebuild, _reducers, _wrappers
+from . import _annotations, _classes, _codecheck, _errors, _fork, _modules, _rebuild, _reducers
+from . import _wrappers
 from ._format import (CODE_TAG, CODE_TAG_SETS, FROZENSET_MARK, SLICE_MARK,
                       PicklingRecursionError, crc32_table)
 
@@ -1010,6 +1011,21 @@ cdef void _sweep_tokens() except *:
     _token_cache_limit = max(_TOKEN_CACHE_MAX, 2 * len(_TOKEN_CACHE))
     _last_token_key = 0
     _last_token_entry = None
+
+
+def _after_fork_in_child():
+    # A forked child starts with empty caches (see _fork): the code cache's and the token
+    # cache's "in use" count references held by pickles of threads the child does not have.
+    global _token_cache_limit, _last_token_key, _last_token_entry
+    _code_cache_limits()
+    _TOKEN_CACHE.clear()
+    _token_cache_limit = _TOKEN_CACHE_MAX
+    _last_token_key = 0
+    _last_token_entry = None
+    _DOTTED.clear()
+
+
+_fork.in_child(_after_fork_in_child)
 
 
 cdef dict _globals_token(dict gdict):

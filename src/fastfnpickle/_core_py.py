@@ -14,7 +14,17 @@ from pickle import PicklingError
 from types import CellType, CodeType, FunctionType, ModuleType
 from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
 
-from . import _annotations, _classes, _deferred, _errors, _modules, _rebuild, _reducers, _wrappers
+from . import (
+    _annotations,
+    _classes,
+    _deferred,
+    _errors,
+    _fork,
+    _modules,
+    _rebuild,
+    _reducers,
+    _wrappers,
+)
 from . import _bytecode as B
 from ._codecheck import CO_HAS_DOCSTRING
 from ._format import (
@@ -63,6 +73,12 @@ class CodeInfo:
 # cached; bounded, and emptied when full (cheaper per lookup than weak references).
 _CODE_CACHE: Dict[int, Tuple[CodeType, CodeInfo]] = {}
 _CODE_CACHE_MAX = 4096
+
+
+@_fork.in_child
+def _after_fork_in_child() -> None:
+    # A forked child starts with an empty cache, as the compiled core's does (see _fork).
+    _CODE_CACHE.clear()
 
 
 def code_info(code: CodeType) -> CodeInfo:

@@ -32,7 +32,9 @@ REBUILD_DICT_VIEW = "dict_view"          # (mapping, kind) -> keys/values/items 
 REBUILD_MAKE_CLASS = "make_class"        # (metaclass, name, bases, skeleton, id) -> class;
                                          # also (class, (attrs, abc registry[, enum member
                                          # attributes])) -> the class filled in
-REBUILD_MAKE_TYPEVAR = "make_typevar"    # a TypeVar / ParamSpec / TypeVarTuple by value
+REBUILD_MAKE_TYPEVAR = "make_typevar"    # (kind, name, bound, constraints, covariant,
+                                         # contravariant, infer_variance, id[, module[,
+                                         # default]]) -> TypeVar / ParamSpec / TypeVarTuple
 REBUILD_MEMORY = "memory"                # (bytes, format, shape, readonly) -> memoryview
 REBUILD_FILE_COPY = "file_copy"          # (content, position, name) -> StringIO / BytesIO
 REBUILD_LRU_CACHE = "lru_cache"          # (function, maxsize, typed) -> an empty-cache wrapper
@@ -61,8 +63,14 @@ SIGNATURES: Dict[str, Tuple[Tuple[str, ...], ...]] = {
     REBUILD_SET_MODULE_STATE: (("module", "state"),),
     REBUILD_DICT_VIEW: (("mapping", "kind"),),
     REBUILD_MAKE_CLASS: (("metaclass", "name", "bases", "skeleton", "id"), ("class", "state")),
+    # The module and the PEP 696 default (present only when the TypeVar has one) follow the id,
+    # where older pickles end.
     REBUILD_MAKE_TYPEVAR: (("kind", "name", "bound", "constraints", "covariant",
-                            "contravariant", "infer_variance", "id"),),
+                            "contravariant", "infer_variance", "id"),
+                           ("kind", "name", "bound", "constraints", "covariant",
+                            "contravariant", "infer_variance", "id", "module"),
+                           ("kind", "name", "bound", "constraints", "covariant",
+                            "contravariant", "infer_variance", "id", "module", "default")),
     REBUILD_MEMORY: (("data", "format", "shape", "readonly"),),
     REBUILD_FILE_COPY: (("content", "position", "name"),),
     REBUILD_LRU_CACHE: (("function", "maxsize", "typed"),),

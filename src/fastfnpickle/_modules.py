@@ -7,9 +7,17 @@ from pickle import PicklingError
 from types import ModuleType
 from typing import Any, FrozenSet, Set, Tuple
 
-from . import _bytecode, _rebuild
+from . import _bytecode, _fork, _rebuild
 
 _LOCK = threading.Lock()
+
+
+@_fork.in_child
+def _after_fork_in_child() -> None:
+    # Another thread may have held the lock at the fork (see _fork); BY_VALUE is whole.
+    global _LOCK
+    _LOCK = threading.Lock()
+
 
 # Names of modules registered with register_pickle_by_value. A frozenset that is replaced, never
 # mutated, so readers on other threads always see a consistent snapshot without locking.

@@ -17,7 +17,7 @@ from pickle import PicklingError
 from types import GetSetDescriptorType, MappingProxyType, MemberDescriptorType, MethodType
 from typing import Any, Callable, Dict, cast
 
-from . import _classes, _deferred, _rebuild, _streams, _wrappers
+from . import _classes, _deferred, _fork, _rebuild, _streams, _wrappers
 
 
 def _mappingproxy(pickler: Any, obj: MappingProxyType) -> tuple:
@@ -147,6 +147,9 @@ _NEWOBJ: Callable[..., Any] = vars(copyreg)["__newobj__"]  # missing from the st
 def _slot_getter(cls: type, slots: tuple) -> Callable[[Any], tuple]:
     getter = operator.attrgetter(*slots)
     return getter if len(slots) > 1 else (lambda obj: (getter(obj),))
+
+
+_fork.in_child(_slot_getter.cache_clear)  # a cache (see _fork)
 
 
 # Module-level singletons whose identity matters (``field._field_type is _FIELD``): by name.

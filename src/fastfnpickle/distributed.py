@@ -21,11 +21,19 @@ import threading
 from typing import Any, Callable, Dict, List, Optional
 
 import fastfnpickle
+from fastfnpickle import _fork
 
 __all__ = ["dask_setup", "dumps", "install", "installed", "uninstall"]
 
 _LOCK = threading.Lock()
 _ORIGINAL: Dict[str, Callable[..., bytes]] = {}
+
+
+@_fork.in_child
+def _after_fork_in_child() -> None:
+    # Another thread may have held the lock at the fork (see _fork); an install stays.
+    global _LOCK
+    _LOCK = threading.Lock()
 
 
 def dumps(x: Any, *, buffer_callback: Optional[Callable[[Any], Any]] = None,

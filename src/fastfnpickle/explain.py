@@ -817,9 +817,12 @@ _ARG_LABELS: Dict[str, Tuple[str, ...]] = {
     f"{_REBUILD}.{REBUILD_LRU_CACHE}": (".__wrapped__",),  # (func, maxsize, typed)
     f"{_REBUILD}.{REBUILD_SINGLEDISPATCH}": (".__wrapped__",),  # (func,)
     f"{_REBUILD}.{REBUILD_NEW_TYPE}": ("", ".__supertype__"),  # (name, supertype, ...)
-    # (kind, name, bound, constraints, flags..., id)
+    # (kind, name, bound, constraints, 3 variance flags, id, module[, default]); older pickles
+    # end at the id
     f"{_REBUILD}.{REBUILD_MAKE_TYPEVAR}": (".__class__", ".__name__", ".__bound__",
-                                          ".__constraints__"),
+                                          ".__constraints__", ".__covariant__",
+                                          ".__contravariant__", ".__infer_variance__", ".<id>",
+                                          ".__module__", ".__default__"),
 }
 # Reconstructors whose arguments are plain data (bytes, text), summed up in the description.
 _DATA_ONLY = frozenset({REBUILD_MEMORY, REBUILD_FILE_COPY})

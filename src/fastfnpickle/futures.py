@@ -21,6 +21,7 @@ from multiprocessing import reduction, spawn
 from typing import Any, Callable, Dict, Generic, Optional, Tuple, TypeVar
 
 import fastfnpickle
+from fastfnpickle import _fork
 
 __all__ = ["ByValue", "ProcessPoolExecutor", "by_value", "disable_multiprocessing",
            "enable_multiprocessing", "multiprocessing_enabled"]
@@ -205,6 +206,14 @@ _PREP_KEY = "fastfnpickle"
 
 _LOCK = threading.Lock()
 _SAVED: Dict[str, Any] = {}
+
+
+@_fork.in_child
+def _after_fork_in_child() -> None:
+    # Another thread may have held the lock at the fork (see _fork); the switch stays as
+    # inherited ("fork children inherit the switch").
+    global _LOCK
+    _LOCK = threading.Lock()
 
 
 def _mp_pickler_class() -> type:
