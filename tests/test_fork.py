@@ -289,3 +289,38 @@ def test_forked_children_of_busy_threads(impl: Any, how: str) -> None:
         for name, data in result["pickles"].items():
             assert data == fresh[name], (
                 f"child {n}: {name} pickled to other bytes than in a fresh interpreter")
+
+
+# A thread stopped by the fork between the writes of a registration (_class_registry._remember):
+# here the class's side is written and the id's is not. Left so, the id would look free in the
+# child, and another class of the same content could take it.
+HALF_WRITTEN = r"""
+import os, weakref
+import fastfnpickle
+from fastfnpickle import _class_registry as registry
+
+class Half:
+    pass
+
+oid = "0123456789abcdef01234567-0"
+registry._writing = (registry._ID_BY_CLASS, registry._CLASS_BY_ID, id(Half), oid)
+registry._ID_BY_CLASS[id(Half)] = (weakref.ref(Half), oid)
+held = registry._LOCK
+held.acquire()  # and the lock, as a thread inside the registry holds it
+pid = os.fork()
+if pid == 0:
+    ok = (registry._writing is None and registry.known_id(Half) is None
+          and registry._LOCK is not held)
+    fastfnpickle.dumps(Half)  # registers it again, whole
+    ok = ok and registry.known_id(Half) not in (None, oid)
+    os._exit(0 if ok else 3)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_registration_half_written_at_the_fork_is_undone(impl: Any) -> None:
+    proc = subprocess.run([sys.executable, "-c", HALF_WRITTEN], capture_output=True,
+                          env=impl.env(), timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    assert proc.stdout.decode().strip() == "0"

@@ -327,10 +327,10 @@ def reduce_typevar(pickler: Any, tv: Any) -> Any:
 def _typevar_args(tv: Any) -> tuple:
     """(kind, name, bound, constraints, covariant, contravariant, infer_variance, module[,
     default]): everything a TypeVar-like object is made of."""
-    args = (type(tv), tv.__name__, getattr(tv, "__bound__", None),
-            getattr(tv, "__constraints__", ()), bool(getattr(tv, "__covariant__", False)),
-            bool(getattr(tv, "__contravariant__", False)),
-            bool(getattr(tv, "__infer_variance__", False)), getattr(tv, "__module__", None))
+    args: tuple = (
+        type(tv), tv.__name__, getattr(tv, "__bound__", None), getattr(tv, "__constraints__", ()),
+        bool(getattr(tv, "__covariant__", False)), bool(getattr(tv, "__contravariant__", False)),
+        bool(getattr(tv, "__infer_variance__", False)), getattr(tv, "__module__", None))
     has_default = getattr(tv, "has_default", None)  # 3.13+ (PEP 696)
     if has_default is not None and has_default():
         args += (tv.__default__,)
