@@ -13,6 +13,13 @@ Sessions (``nox -l`` lists them; arguments after ``--`` go to pytest):
   tests, the ``bench/`` smoke run.
 - ``callgrind`` (3.11): ``python -m fastfnpickle.bench.callgrind --check`` (needs valgrind):
   instruction counts against the committed baseline.
+- Hostile input (tag ``hostile``): ``fuzz`` (3.11): ``fuzz/harness.py ci``, coverage-guided
+  fuzzing of loads with atheris (from PyPI), a fixed number of runs per twin and mode;
+  ``asan`` (3.11): the compiled core built with AddressSanitizer in a copy of the tree
+  (``.nox/asan-tree``), running the hostile-input tests and the regression corpus
+  (tests/fuzz_corpus); ``debug-3.14``: sid's ``python3.14-dbg`` (reference counts, internal
+  assertions) with the compiled core built for it, running the hostile-input tests and the
+  compiled twin's tests (``-m cython``) only: see the session's docstring for why.
 
 3.10-3.13 come from pyenv or PATH. 3.14 and 3.15 too when a native interpreter is found;
 otherwise their sessions run every command inside the Debian sid root of ``tools/sidroot.sh``
@@ -115,8 +122,9 @@ def _host_target(session: nox.Session) -> Target:
     return Target(session, Path(session.virtualenv.location), in_sidroot=False)
 
 
-def _sid_target(session: nox.Session, version: str) -> Target:
-    """The session's venv made by the sid root's python (nox's own venv step is skipped)."""
+def _sid_target(session: nox.Session, version: str, exe: Optional[str] = None) -> Target:
+    """The session's venv made by the sid root's python (nox's own venv step is skipped);
+    ``exe`` names another interpreter of that version (``python3.14-dbg``)."""
     reason = os.environ.get("FASTFNPICKLE_SIDROOT_ERROR")
     if reason:  # tools/test.py already tried to make the root and failed
         session.error(f"Python {version}: the Debian sid root could not be made: {reason}")
@@ -127,23 +135,30 @@ def _sid_target(session: nox.Session, version: str) -> Target:
                       f"Debian sid root could not be made (see the sidroot: lines above)")
     venv = ROOT / ".nox" / f"sid-{session.name}"
     target = Target(session, venv, in_sidroot=True)
-    if not _venv_is(venv, version):
+    exe = exe or f"python{version}"
+    if not _venv_is(venv, version, exe):
         _remove(venv)
-        session.log(f"creating {venv.relative_to(ROOT)} with the sid root's python{version}")
-        target.run(f"python{version}", "-m", "venv", str(venv), python=False)
+        session.log(f"creating {venv.relative_to(ROOT)} with the sid root's {exe}")
+        target.run(exe, "-m", "venv", str(venv), python=False)
     return target
 
 
-def _venv_is(venv: Path, version: str) -> bool:
-    """Whether ``venv`` is a venv of Python ``version`` (its bin/python only resolves inside
-    the root, so read pyvenv.cfg)."""
+def _venv_is(venv: Path, version: str, exe: str) -> bool:
+    """Whether ``venv`` is a venv of Python ``version`` made by ``exe`` (its bin/python only
+    resolves inside the root, so read pyvenv.cfg)."""
     try:
         cfg = (venv / "pyvenv.cfg").read_text()
     except OSError:
         return False
-    return any(line.replace(" ", "").startswith(("version=" + version + ".",
-                                                 "version_info=" + version + "."))
-               for line in cfg.splitlines())
+    # The interpreter that made it ("command = /usr/bin/python3.14-dbg -m venv ..."): a debug
+    # build's venv must not pass for a plain one's, nor the other way round.
+    made_by = [line.split("=", 1)[1].split() for line in cfg.splitlines()
+               if line.replace(" ", "").startswith("command=")]
+    if made_by and made_by[0] and os.path.basename(made_by[0][0]) != exe:
+        return False
+    lines = [line.replace(" ", "") for line in cfg.splitlines()]
+    return any(line.startswith(("version=" + version + ".", "version_info=" + version + "."))
+               for line in lines)
 
 
 def _remove(path: Path) -> None:
@@ -186,34 +201,44 @@ def _build_requirements() -> List[str]:
 
 
 def install(target: Target, version: str, extras: str = "test",
-            packages: Optional[List[str]] = None, compiled: bool = True) -> None:
+            packages: Optional[List[str]] = None, compiled: bool = True,
+            project: Path = ROOT, build_env: Optional[Dict[str, str]] = None) -> None:
     """The project editable (compiled core required), or an incremental rebuild on reuse.
 
     One session at a time (a file lock): every build cythonizes into the shared src/ (the
     generated .c files), which parallel sessions (``nox --parallel``) must not write at once.
+    ``project`` is another copy of the tree to install instead (the ASAN session's, whose
+    build must not replace the one in src/ the other sessions import); ``build_env`` is added
+    to the build's environment (compiler flags) and to the venv's stamp.
     """
     (ROOT / ".nox").mkdir(exist_ok=True)
     with open(ROOT / ".nox" / "build.lock", "w") as lock:
-        if compiled:  # a pure install writes nothing into src/
+        if compiled and project == ROOT:  # a pure install writes nothing into src/
             fcntl.flock(lock, fcntl.LOCK_EX)
-        _install(target, version, extras, list(packages or []), compiled)
+        _install(target, version, extras, list(packages or []), compiled, project,
+                 dict(build_env or {}))
 
 
 def _install(target: Target, version: str, extras: str, packages: List[str],
-             compiled: bool) -> None:
-    stamp = _stamp(version, [extras, *packages, "compiled" if compiled else "pure"])
+             compiled: bool, project: Path, extra_env: Dict[str, str]) -> None:
+    stamp = _stamp(version, [extras, *packages, "compiled" if compiled else "pure",
+                             *(f"{k}={v}" for k, v in sorted(extra_env.items())),
+                             *([] if project == ROOT else [str(project)])])
     build_env = {REQUIRE_EXT: "1"} if compiled else {NO_EXT: "1"}
+    build_env.update(extra_env)
     if _stamp_ok(target.venv, stamp):
         if compiled:
             # The editable install points at src/: only the extension can be stale, and an
             # in-place build_ext is incremental (pip's editable build recompiles everything).
             target.session.log("venv up to date: rebuilding the compiled core in place")
             tmp = target.venv / "build"
-            target.run("setup.py", "-q", "build_ext", "--inplace", "--build-temp",
-                       str(tmp / "temp"), "--build-lib", str(tmp / "lib"), env=build_env)
+            with target.session.chdir(project):  # setup.py names its sources relatively
+                target.run("setup.py", "-q", "build_ext", "--inplace", "--build-temp",
+                           str(tmp / "temp"), "--build-lib", str(tmp / "lib"), env=build_env)
         return
     # What a contributor types: an isolated PEP 517 build, the compiled core required.
-    target.pip("-e", f".[{extras}]", env=build_env)
+    where = "." if project == ROOT else str(project)
+    target.pip("-e", f"{where}[{extras}]" if extras else where, env=build_env)
     if compiled:  # the build requirements in the venv too, for the in-place rebuilds above
         target.pip(*_build_requirements())
     if packages:
@@ -221,17 +246,18 @@ def _install(target: Target, version: str, extras: str, packages: List[str],
     (target.venv / "fastfnpickle-stamp.json").write_text(stamp)
 
 
-def verify(target: Target, expected: str = "cython") -> str:
-    """The venv imports ``expected`` from this work tree's src/; returns the Python version."""
+def verify(target: Target, expected: str = "cython", project: Path = ROOT,
+           env: Optional[Dict[str, str]] = None) -> str:
+    """The venv imports ``expected`` from ``project``'s src/; returns the Python version."""
     code = ("import fastfnpickle, os, platform; print(fastfnpickle.IMPLEMENTATION); "
             "print(os.path.realpath(fastfnpickle.__file__)); print(platform.python_version())")
-    out = target.run("-c", code, silent=True) or ""
+    out = target.run("-c", code, silent=True, env=env) or ""
     lines = out.split()
     if len(lines) < 3:
         target.session.error(f"could not read the implementation: {out!r}")
     impl, where, version = lines[-3:]
     target.session.log(f"IMPLEMENTATION={impl} from {where} (Python {version})")
-    src = str((ROOT / "src").resolve()) + os.sep
+    src = str((project / "src").resolve()) + os.sep
     if not where.startswith(src):
         target.session.error(f"fastfnpickle was imported from {where}, outside {src}")
     if impl != expected:
@@ -289,6 +315,13 @@ class Report:
 
     def set(self, **fields: object) -> None:
         self.data.update(fields)
+        self._write()
+
+    def note(self, text: str) -> None:
+        """A line tools/test.py prints under the session (what ran, what was found)."""
+        notes = self.data.setdefault("notes", [])
+        assert isinstance(notes, list)
+        notes.append(text)
         self._write()
 
     def finish(self) -> None:
@@ -428,3 +461,216 @@ def _has_import_contracts() -> bool:
     if (ROOT / ".importlinter").exists():
         return True
     return "[tool.importlinter]" in (ROOT / "pyproject.toml").read_text()
+
+
+# --------------------------------------------------------------------------- hostile input
+
+# The tests that feed the loader hostile bytes: what the ASAN and debug-build sessions run.
+# Globs, so files other people are still writing are picked up once they exist.
+HOSTILE_TESTS = ["tests/test_hostile.py", "tests/test_fuzz.py", "tests/test_fuzz_corpus.py",
+                 "tests/test_forged_code*.py", "tests/test_reconstructor_args*.py"]
+HOSTILE_FUZZ_CASES = "2000"  # test_fuzz.py's mutated cases per twin there (default 10,000)
+FUZZ_PACKAGES = ["atheris==3.0.0"]  # a manylinux wheel for 3.11: no clang needed
+FUZZ_WORKDIR = ROOT / ".nox" / "fuzz"
+ASAN_TREE = ROOT / ".nox" / "asan-tree"
+# -O1 keeps ASAN's reports readable at a modest cost; the link flag pulls in the runtime.
+ASAN_BUILD_ENV = {"CFLAGS": "-fsanitize=address -fno-omit-frame-pointer -g -O1",
+                  "LDFLAGS": "-fsanitize=address"}
+DEBUG_VERSION = "3.14"
+DEBUG_EXE = f"python{DEBUG_VERSION}-dbg"
+# Pure-Python test requirements only: the debug interpreter's ABI tag is cp314d, for which
+# no numpy or pydantic wheels exist (a source build of either takes far too long); the tests
+# that need them skip.
+DEBUG_PACKAGES = ["pytest>=7", "hypothesis>=6", "attrs>=23.1", "cloudpickle>=3.1,<3.2"]
+
+
+def _hostile_files(root: Path) -> List[str]:
+    found: List[str] = []
+    for pattern in HOSTILE_TESTS:
+        found += sorted(str(p) for p in root.glob(pattern) if p.name not in
+                        {Path(f).name for f in found})
+    return found
+
+
+@nox.session(python=INTERPRETERS[HEAVY] or HEAVY, tags=["hostile"], allow_parallel=True)
+def fuzz(session: nox.Session) -> None:
+    """Python 3.11: coverage-guided fuzzing of loads (atheris/libFuzzer, fuzz/harness.py ci).
+
+    Fixed runs and seed per twin and mode (free mutation; checksums recomputed after each
+    mutation so forged code reaches the bytecode check), PYTHONMALLOC=debug, every loaded
+    function called in a forked child with a watchdog. Any finding fails the session; its
+    input is under .nox/fuzz/<twin>-<mode>/artifacts/.
+    """
+    target = _host_target(session)
+    report = Report(session, HEAVY, INTERPRETERS[HEAVY] or HEAVY)
+    if not report.step("install (+ atheris)",
+                       lambda: install(target, HEAVY, packages=FUZZ_PACKAGES)):
+        report.finish()
+    report.step("verify IMPLEMENTATION == 'cython'", lambda: report.set(python=verify(target)))
+    if report.failed:
+        report.finish()
+    summary = REPORTS / "fuzz-summary.json"
+    if summary.exists():
+        summary.unlink()
+    report.step("python fuzz/harness.py ci", lambda: target.run(
+        "fuzz/harness.py", "ci", "--workdir", str(FUZZ_WORKDIR), "--summary", str(summary),
+        env={"PYTHONHASHSEED": "0"}))
+    try:
+        runs = json.loads(summary.read_text())
+    except (OSError, ValueError):
+        runs = []
+    for run in runs:
+        verdict = "FINDING" if run["failure"] or run["findings"] else "no finding"
+        report.note(f"{run['twin']}/{run['mode']}: {run['executed']} inputs, "
+                    f"{run['per_second']}/s, {verdict}")
+        for path in run["findings"]:
+            report.note(f"  finding: {Path(path).relative_to(ROOT)}")
+        for name, outcomes in run.get("triage", {}).items():
+            for twin, outcome in outcomes.items():
+                report.note(f"  {name} alone, {twin} twin: {outcome[:90]}")
+    report.finish()
+
+
+def _sync_tree(dest: Path) -> None:
+    """Mirror the files a build and the hostile tests need into ``dest``, keeping the
+    modification times (the build there stays incremental) and leaving build outputs
+    (.c, .so) alone: the copy's compiled core is built with other flags than src/'s."""
+    skip_dirs = {"__pycache__", ".pytest_cache", ".hypothesis"}
+    wanted = set()
+    for top in ("src", "tests", "fuzz"):
+        for dirpath, dirnames, filenames in os.walk(ROOT / top):
+            dirnames[:] = [d for d in dirnames if d not in skip_dirs
+                           and not d.endswith(".egg-info")]
+            for name in filenames:
+                if not name.endswith((".c", ".so", ".pyc")):
+                    wanted.add(Path(dirpath, name).relative_to(ROOT))
+    for name in ("setup.py", "pyproject.toml", "README.md", "MANIFEST.in"):
+        if (ROOT / name).exists():
+            wanted.add(Path(name))
+    for rel in wanted:
+        src, dst = ROOT / rel, dest / rel
+        st = src.stat()
+        try:
+            same = dst.stat().st_size == st.st_size and dst.stat().st_mtime == st.st_mtime
+        except OSError:
+            same = False
+        if not same:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    for top in ("src", "tests", "fuzz"):  # files deleted in the work tree go here too
+        for path in list((dest / top).rglob("*")) if (dest / top).exists() else []:
+            rel = path.relative_to(dest)
+            if (path.is_file() and rel not in wanted
+                    and not path.name.endswith((".c", ".so", ".pyc"))):
+                path.unlink()
+
+
+def _asan_env(session: nox.Session) -> Dict[str, str]:
+    """What running the ASAN build needs: the runtime preloaded (CPython is not built with
+    it), leak checks off (CPython's own allocations at exit would drown the report), every
+    allocation through malloc so the sanitizer sees Python objects too."""
+    libasan = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True,
+                             text=True).stdout.strip()
+    if not os.path.isabs(libasan) or not os.path.exists(libasan):
+        session.error(f"gcc has no AddressSanitizer runtime (gcc -print-file-name=libasan.so "
+                      f"gave {libasan!r}; apt-get install libasan8)")
+    return {
+        "LD_PRELOAD": libasan,
+        # abort: a report ends the process with SIGABRT, which every harness here reads as
+        # a crash. A forged length makes ASAN refuse the allocation (MemoryError) instead of
+        # mapping gigabytes: test_fuzz.py's RLIMIT_AS cannot work under ASAN (the shadow
+        # memory alone is terabytes of address space), see _asan_site() below.
+        "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1:allocator_may_return_null=1:"
+                        "max_allocation_size_mb=2048:hard_rss_limit_mb=6144",
+        "PYTHONMALLOC": "malloc",
+        "FASTFNPICKLE_CORPUS_MALLOC": "malloc_debug",
+        "FASTFNPICKLE_FUZZ_CASES": HOSTILE_FUZZ_CASES,
+        "PYTHONPATH": str(ASAN_TREE / "asan_site"),
+    }
+
+
+def _asan_site() -> None:
+    """A sitecustomize for the ASAN session's interpreters: address-space limits are ignored
+    (ASAN's shadow memory already exceeds any sensible RLIMIT_AS, so a worker that sets one
+    could allocate nothing); ASAN_OPTIONS bounds allocations instead."""
+    site = ASAN_TREE / "asan_site"
+    site.mkdir(parents=True, exist_ok=True)
+    (site / "sitecustomize.py").write_text(
+        '"""Written by noxfile.py (asan session): RLIMIT_AS is a no-op under ASAN."""\n'
+        "import resource\n\n_setrlimit = resource.setrlimit\n\n\n"
+        "def setrlimit(which, limits):\n"
+        "    if which == resource.RLIMIT_AS:\n"
+        "        return None\n"
+        "    return _setrlimit(which, limits)\n\n\n"
+        "resource.setrlimit = setrlimit\n")
+
+
+@nox.session(python=INTERPRETERS[HEAVY] or HEAVY, tags=["hostile"], allow_parallel=True)
+def asan(session: nox.Session) -> None:
+    """Python 3.11: the compiled core built with AddressSanitizer runs the hostile-input tests.
+
+    The build is in a copy of the tree (.nox/asan-tree, synced each run, built incrementally)
+    so src/'s compiled core, which the other sessions import, is never replaced. Runs
+    tests/test_hostile.py, test_fuzz.py (FASTFNPICKLE_FUZZ_CASES=2000), test_fuzz_corpus.py
+    (the regression corpus) and, once they exist, test_forged_code*.py and
+    test_reconstructor_args*.py, with libasan preloaded and PYTHONMALLOC=malloc.
+    """
+    target = _host_target(session)
+    report = Report(session, HEAVY, INTERPRETERS[HEAVY] or HEAVY)
+    def prepare() -> None:
+        _sync_tree(ASAN_TREE)
+        _asan_site()
+    report.step("sync the tree into .nox/asan-tree", prepare)
+    if not report.step("install (compiled core with -fsanitize=address)", lambda: install(
+            target, HEAVY, project=ASAN_TREE, build_env=ASAN_BUILD_ENV)):
+        report.finish()
+    env = _asan_env(session)
+    report.step("verify IMPLEMENTATION == 'cython'", lambda: report.set(
+        python=verify(target, project=ASAN_TREE, env=env)))
+    report.step("verify the compiled core is instrumented", lambda: target.run(
+        "-c", "import fastfnpickle._core as c, fastfnpickle._load as l\n"
+        "for m in (c, l):\n"
+        "    data = open(m.__file__, 'rb').read()\n"
+        "    assert b'__asan_report' in data, m.__file__ + ' is not built with ASAN'\n"
+        "    print(m.__file__, 'is instrumented')", env=env))
+    if report.failed:
+        report.finish()
+    files = _hostile_files(ASAN_TREE)
+    report.note(f"ran {', '.join(Path(f).name for f in files)}")
+    with session.chdir(ASAN_TREE):  # its conftest points children at its own src/
+        pytest(report, target, "hostile-asan", files, env=env)
+    report.finish()
+
+
+@nox.session(name=f"debug-{DEBUG_VERSION}", python=False, tags=["hostile"], allow_parallel=True)
+def debug_build(session: nox.Session) -> None:
+    """Python 3.14's debug build (sid's python3.14-dbg): reference counts and assertions.
+
+    The compiled core is built against the debug interpreter (its own ABI, ``cpython-314d``,
+    so the .so sits beside the release build's in src/). Runs the hostile-input tests and the
+    tests of the compiled core's hot paths (``-m cython``: the compiled twin of every behaviour
+    test), not the whole suite: the debug build is several times slower and the pure twin
+    runs on the release interpreters anyway.
+    """
+    native = shutil.which(DEBUG_EXE)
+    if native:
+        session.error(f"a native {DEBUG_EXE} is on PATH; only the sid root's is set up here")
+    target = _sid_target(session, DEBUG_VERSION, exe=DEBUG_EXE)
+    report = Report(session, DEBUG_VERSION, f"Debian sid root ({SIDROOT.name}), {DEBUG_EXE}")
+    if not report.step("install (compiled core against the debug build)", lambda: install(
+            target, DEBUG_VERSION + "d", extras="", packages=DEBUG_PACKAGES)):
+        report.finish()
+    report.step("verify IMPLEMENTATION == 'cython'", lambda: report.set(python=verify(target)))
+    report.step("verify a debug build and its compiled core", lambda: target.run(
+        "-c", "import sys, fastfnpickle._core as c, fastfnpickle._load as l\n"
+        "assert hasattr(sys, 'gettotalrefcount'), 'not a debug build'\n"
+        "for m in (c, l):\n"
+        "    assert '314d' in m.__file__, m.__file__\n"
+        "    print(m.__file__)"))
+    if report.failed:
+        report.finish()
+    files = _hostile_files(ROOT)
+    pytest(report, target, "hostile-debug", files)
+    pytest(report, target, "cython-debug", _light_selection(["cython"]) + [
+        f"--ignore={f}" for f in files])
+    report.finish()

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A Debian sid root holding CPython 3.14 and 3.15 (+ -dev, -venv, gcc) for the test matrix.
+# A Debian sid root holding CPython 3.14 and 3.15 (+ -dev, -venv, gcc) for the test matrix,
+# and 3.14's debug build (python3.14-dbg, its headers in libpython3.14-dbg) for debug-3.14.
 #
 #   tools/sidroot.sh ensure           make the root unless a current one is present (stamp file)
 #   tools/sidroot.sh run [--] CMD...  run CMD inside the root, cwd = the caller's cwd
@@ -24,7 +25,10 @@ set -euo pipefail
 
 RECIPE=2  # bump when the recipe below changes: an older root is rebuilt
 # The testsuite packages carry CPython's test.pickletester, which tests/test_pickletester.py runs.
-PACKAGES="python3.14 python3.14-dev python3.14-venv libpython3.14-testsuite python3.15 python3.15-dev python3.15-venv libpython3.15-testsuite gcc libc6-dev"
+# python3.14-dbg is the debug interpreter (reference-count and assertion checks); the debug
+# ABI's pyconfig.h and build configuration are in libpython3.14-dbg (named for clarity: it is
+# also a dependency).
+PACKAGES="python3.14 python3.14-dev python3.14-venv libpython3.14-testsuite python3.15 python3.15-dev python3.15-venv libpython3.15-testsuite gcc libc6-dev python3.14-dbg libpython3.14-dbg"
 SIDROOT="${FASTFNPICKLE_SIDROOT:-/var/tmp/fastfnpickle-sidroot}"
 STAMP="$SIDROOT/.fastfnpickle-sidroot-stamp"
 LOCK="$SIDROOT.lock"
@@ -216,6 +220,29 @@ remove_tree() {
     [[ ! -e "$dir" ]] || die "could not delete $dir completely (a mount under it?)"
 }
 
+# Whether the root was made by this recipe with a subset of today's packages: then adding the
+# missing ones in place is enough (no new debootstrap).
+upgradable() {
+    [[ -f "$STAMP" ]] || return 1
+    local recipe old pkg
+    recipe="$(sed -n 's/^recipe=//p' "$STAMP")"
+    old="$(sed -n 's/^packages=//p' "$STAMP")"
+    [[ "$recipe" == "$RECIPE" && -n "$old" ]] || return 1
+    for pkg in $old; do
+        [[ " $PACKAGES " == *" $pkg "* ]] || return 1
+    done
+}
+
+upgrade() {
+    local t0=$SECONDS
+    say "adding packages to the sid root at $SIDROOT: $PACKAGES"
+    BIND_WORKTREE="" in_root "$SIDROOT" / sh -c "apt-get ${APT_OPTS[*]} update && apt-get ${APT_OPTS[*]} install -y $PACKAGES && apt-get clean" >&2 \
+        || die "apt-get could not install $PACKAGES in the sid root"
+    copy_host_config "$SIDROOT"  # apt may have rewritten the certificate bundle
+    stamp_text > "$STAMP"
+    say "installing the new packages took $((SECONDS - t0))s"
+}
+
 ensure() {
     if ready; then return 0; fi
     [[ "$(id -u)" == 0 ]] || die "making the sid root needs root (debootstrap, chroot, mount); running as uid $(id -u)"
@@ -224,7 +251,11 @@ ensure() {
     flock -x 9  # one creator; runs and teardown wait
     if ! ready; then  # another process may have made it while we waited
         local t0=$SECONDS
-        create
+        if upgradable; then
+            upgrade
+        else
+            create
+        fi
         say "sid root made in $((SECONDS - t0))s"
     fi
     flock -u 9

@@ -4,9 +4,11 @@
 Bootstraps a pinned nox into ``.venvs/nox`` (stdlib only until then), makes the Debian sid
 root for Python 3.14/3.15 when the machine has no native ones (``tools/sidroot.sh``), runs the
 nox matrix of ``noxfile.py`` (all sessions, in parallel one per CPU, unless nox options select
-some: ``-s tests-3.12``, ``-t tests``, ...), then prints which interpreters ran and a pass/fail
-summary per session and per pytest pass. Exits non-zero if any session failed, or, on a full
-run, if any of the six interpreters (3.10-3.15) did not run.
+some: ``-s tests-3.12``, ``-t tests``, ``-t hostile`` for fuzz/asan/debug-3.14, ...), then
+prints which interpreters ran and a pass/fail summary per session and per pytest pass (with
+the sessions' notes: fuzzing throughput and findings per twin and mode, files run). Exits
+non-zero if any session failed, or, on a full run, if any of the six interpreters (3.10-3.15)
+did not run.
 
 Examples::
 
@@ -154,7 +156,7 @@ def summarize(sid_line: str, full_run: bool, wall: float, nox_rc: int) -> int:
                  "aborted": "FAIL"}.get(result, result.upper())
         took = sess.get("duration") or detail.get("seconds") or 0.0
         what = f"Python {python} ({source})" if detail else (sess.get("reason") or "")
-        log(f"  {name:<12} {label:<7} {what}  {fmt(float(took))}")
+        log(f"  {name:<13} {label:<7} {what}  {fmt(float(took))}")
         if sess.get("reason") and detail:
             log(f"      {sess['reason']}")
         for step in detail.get("passes", []):
@@ -172,6 +174,8 @@ def summarize(sid_line: str, full_run: bool, wall: float, nox_rc: int) -> int:
                 log(f"          failed {failure}")
             if len(failures) > MAX_LISTED:
                 log(f"          ... and {len(failures) - MAX_LISTED} more")
+        for note in detail.get("notes", []):  # fuzz throughput and findings, files run
+            log(f"      {note}")
         if detail.get("skipped"):
             log(f"      !!! {detail['skipped']}")
         if name.startswith("tests-"):
