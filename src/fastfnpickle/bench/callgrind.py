@@ -5,8 +5,9 @@ instructions an operation executes does not. This runs the core workloads (small
 fastfnpickle's compiled core and for cloudpickle, each workload and target in its own child
 interpreter under ``valgrind --tool=callgrind``, and prints instructions per operation side by
 side. ``--check`` compares fastfnpickle's counts with the committed baseline
-(``bench/callgrind_baseline.json``, one entry per Python minor version) and exits 1 naming every
-workload that grew beyond the tolerance; ``--update`` rewrites this version's entry.
+(``callgrind_baseline.json`` beside this module, shipped as package data so an installed wheel
+has it too; one entry per Python minor version) and exits 1 naming every workload that grew
+beyond the tolerance; ``--update`` rewrites this version's entry.
 
 How a count is made: the child builds the workload, pickles and loads it once (warm-up and
 check), then runs, between markers, ``ops`` empty loop turns, ``ops`` dumps and ``ops`` loads.
@@ -229,12 +230,9 @@ def minor_version() -> str:
 
 
 def default_baseline_path() -> Path:
-    """``bench/callgrind_baseline.json`` of the source tree this package runs from (editable
-    install), else of the current directory."""
-    tree = Path(__file__).resolve().parents[3] / "bench" / BASELINE_NAME
-    if tree.parent.is_dir() and (tree.parents[1] / "pyproject.toml").exists():
-        return tree
-    return Path.cwd() / "bench" / BASELINE_NAME
+    """The baseline beside this module: package data, so the same lookup works in an editable
+    install (where ``--update`` writes the file to commit) and in an installed wheel."""
+    return Path(__file__).resolve().with_name(BASELINE_NAME)
 
 
 def load_baseline(path: Path) -> Dict[str, Any]:
@@ -357,7 +355,7 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"allowed growth, 0.25 = +25%% (default {DEFAULT_TOLERANCE}; "
                              "env FASTFNPICKLE_CALLGRIND_TOLERANCE)")
     parser.add_argument("--baseline", type=Path, default=None,
-                        help=f"baseline file (default: bench/{BASELINE_NAME})")
+                        help=f"baseline file (default: {BASELINE_NAME} beside this module)")
     parser.add_argument("--workloads", metavar="NAMES",
                         help=f"comma-separated, of {', '.join(CORE_BY_NAME)} (default: all)")
     parser.add_argument("--targets", metavar="NAMES",
