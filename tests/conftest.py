@@ -1,18 +1,73 @@
-"""Shared fixtures: the ``impl`` fixture runs every behaviour test against both twins."""
+"""Shared fixtures: the ``impl`` fixture runs every behaviour test against both twins.
+
+The suite tests the package this interpreter imports, wherever it is: an editable install
+(``src/``), or an installed wheel with ``tests/`` copied somewhere else. Child interpreters
+import that same package (see :func:`child_pythonpath`), never a source tree next to the tests.
+"""
 
 import io
 import os
+import site
 import subprocess
 import sys
 import textwrap
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import pytest
 
+import fastfnpickle
 from fastfnpickle import _core_py
 from fastfnpickle._env import env_flag
 
-SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+TESTS = os.path.dirname(os.path.abspath(__file__))
+# The package under test: what this interpreter imported, not a path relative to the tests.
+PACKAGE_DIR = os.path.dirname(os.path.abspath(fastfnpickle.__file__))
+PACKAGE_ROOT = os.path.dirname(PACKAGE_DIR)
+
+
+def _source_tree() -> Optional[str]:
+    """The checkout holding these tests, when they run from one (None for a copy of tests/)."""
+    root = os.path.dirname(TESTS)
+    markers = ("pyproject.toml", "setup.py", os.path.join("src", "fastfnpickle", "_core.pyx"))
+    return root if all(os.path.exists(os.path.join(root, m)) for m in markers) else None
+
+
+SOURCE_TREE = _source_tree()
+
+
+def require_source_tree(why: str) -> str:
+    """The checkout's root, or skip: some tests read or build the sources themselves."""
+    if SOURCE_TREE is None:
+        pytest.skip(f"needs the source tree ({why}); these tests run from a copy of tests/")
+    return SOURCE_TREE
+
+
+def _site_dirs() -> List[str]:
+    dirs = list(site.getsitepackages()) if hasattr(site, "getsitepackages") else []
+    if site.ENABLE_USER_SITE:
+        dirs.append(site.getusersitepackages())
+    return [os.path.realpath(d) for d in dirs]
+
+
+def child_pythonpath(inherited: str = "") -> str:
+    """``PYTHONPATH`` for a child interpreter: it imports the package this process tests.
+
+    An installed package sits in a site directory, which the child (same ``sys.executable``)
+    searches anyway: nothing is added for it, so a source tree can never shadow it. Any other
+    location (an editable install's ``src/``, a ``PYTHONPATH`` entry) is put first. The tests
+    directory comes next: children import helpers such as ``_parity_corpus``.
+    """
+    entries = [] if os.path.realpath(PACKAGE_ROOT) in _site_dirs() else [PACKAGE_ROOT]
+    entries.append(TESTS)
+    entries += [e for e in inherited.split(os.pathsep) if e and e not in entries]
+    return os.pathsep.join(entries)
+
+
+def pytest_configure(config: Any) -> None:
+    # Also declared in pyproject.toml; repeated here for a copy of tests/ run on its own.
+    config.addinivalue_line("markers", "cython: runs against the compiled core "
+                                       "(deselect with -m 'not cython')")
+    config.addinivalue_line("markers", "slow: long-running tests")
 
 
 class Impl:
@@ -34,7 +89,7 @@ class Impl:
     def env(self) -> Dict[str, str]:
         """Environment that makes a subprocess load with this implementation active."""
         env = dict(os.environ)
-        env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+        env["PYTHONPATH"] = child_pythonpath(env.get("PYTHONPATH", ""))
         env.pop("FASTFNPICKLE_NO_EXTENSIONS", None)
         if self.name == "python":
             env["FASTFNPICKLE_NO_EXTENSIONS"] = "1"

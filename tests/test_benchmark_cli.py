@@ -15,11 +15,9 @@ import textwrap
 from typing import Any, Dict, List, Tuple
 
 import pytest
-from conftest import PYTHON_IMPL
+from conftest import PACKAGE_DIR, PYTHON_IMPL
 
 from fastfnpickle import bench
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _bench(args: List[str], cwd: str, extra_path: str = "") -> Tuple[int, str, str]:
@@ -290,7 +288,7 @@ def test_fresh_interpreter_check_uses_each_twin() -> None:
 
 def test_library_never_imports_the_harness() -> None:
     # Only the command-line dispatch may reach fastfnpickle.bench; the library must not.
-    package = os.path.join(ROOT, "src", "fastfnpickle")
+    package = PACKAGE_DIR  # the package under test: its .pyx sources ship in the wheel too
     pattern = re.compile(r"(from\s+(\.|fastfnpickle\.?)\s*import\s+bench\b)|"
                          r"(from\s+(\.|fastfnpickle\.)bench\b)|(import\s+fastfnpickle\.bench\b)|"
                          r"(import_module\([^)]*bench)")

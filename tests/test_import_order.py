@@ -11,11 +11,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import SRC
+from conftest import PACKAGE_DIR, child_pythonpath
 
-import fastfnpickle
-
-PACKAGE_DIR = os.path.dirname(fastfnpickle.__file__)
 MODULES = sorted(
     info.name for info in pkgutil.walk_packages([PACKAGE_DIR], "fastfnpickle.")
     if not info.name.endswith("__main__")
@@ -37,7 +34,7 @@ def test_module_imports_first_on_its_own(name: str) -> None:
     proc = subprocess.run(
         [sys.executable, "-c", FIRST_IMPORT.format(path=PACKAGE_DIR, name=name)],
         capture_output=True, text=True, timeout=60,
-        env={**os.environ, "PYTHONPATH": SRC},
+        env={**os.environ, "PYTHONPATH": child_pythonpath()},
     )
     assert proc.returncode == 0, proc.stderr
     loaded = set(proc.stdout.split())

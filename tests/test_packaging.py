@@ -3,7 +3,8 @@ generated C) and a platform wheel holding the compiled core. Each installs into 
 the wheel's default implementation is the compiled one, the sdist compiles it from scratch, and
 ``FASTFNPICKLE_NO_EXTENSIONS=1`` at build time gives a pure install.
 
-Slow (about two minutes: three builds, three venvs); needs PyPI for the build requirements.
+Slow (about two minutes: three builds, three venvs); needs PyPI for the build requirements,
+and the source tree (skipped when the suite runs from a copy of tests/ against a wheel).
 """
 
 import json
@@ -17,10 +18,10 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import pytest
+from conftest import require_source_tree
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
 CORE_MODULES = ("_core", "_load")
 # Left out of the copy that gets built: local build products and caches, so the artifacts come
 # from the sources alone, as on a clean clone.
@@ -86,6 +87,7 @@ def install_and_probe(tmp: Path, artifact: Path, **build_env: str) -> Dict[str, 
 @pytest.fixture(scope="module")
 def dists(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
     """sdist and wheel from ``python -m build`` (which builds the wheel from the sdist)."""
+    root = Path(require_source_tree("it builds the sdist and wheel from the sources"))
     tmp = tmp_path_factory.mktemp("dist")
     # Asked of a child started away from the work tree: a stray build/ directory there would
     # pass for the package in this process.
@@ -95,7 +97,7 @@ def dists(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
         run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "build"],
             cwd=tmp, env=dict(os.environ))
     tree = tmp / "tree"
-    shutil.copytree(ROOT, tree, ignore=NOT_SOURCES)
+    shutil.copytree(root, tree, ignore=NOT_SOURCES)
     out = tmp / "out"
     run([sys.executable, "-m", "build", "--outdir", out, tree], cwd=tmp)
     sdists = list(out.glob("*.tar.gz"))
@@ -118,7 +120,12 @@ def test_sdist_holds_pyx_and_no_generated_c(dists: Dict[str, Path]) -> None:
     names = sdist_names(dists["sdist"])
     for mod in CORE_MODULES:
         assert f"src/fastfnpickle/{mod}.pyx" in names, names
-    for needed in ("setup.py", "pyproject.toml", "src/fastfnpickle/_env.py"):
+    # A rebuild needs the included .pxi files and setup.py's helper; a stranger needs the
+    # license, the changelog and the suite (run against the install, helpers and corpus too).
+    for needed in ("setup.py", "pyproject.toml", "MANIFEST.in", "src/fastfnpickle/_env.py",
+                   "src/fastfnpickle/_cells.pxi", "src/fastfnpickle/_crc32.pxi", "LICENSE",
+                   "CHANGELOG.md", "README.md", "tests/conftest.py", "tests/_parity_corpus.py",
+                   "src/fastfnpickle/bench/callgrind_baseline.json"):
         assert needed in names, names
     generated = sdist_generated_files(dists["sdist"])
     assert not generated, f"sdist ships build products: {generated}"
@@ -133,6 +140,12 @@ def test_wheel_is_platform_specific_with_compiled_core(dists: Dict[str, Path]) -
         assert any(n.startswith(f"fastfnpickle/{mod}.") and n.endswith((".so", ".pyd"))
                    for n in names), (mod, names)
     assert not [n for n in names if n.endswith(".c")], names
+    assert "fastfnpickle/bench/callgrind_baseline.json" in names, names
+    # PEP 639: the license as an SPDX expression, its text in the wheel.
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), names
+    with zipfile.ZipFile(wheel) as zf:
+        metadata = zf.read(next(n for n in names if n.endswith(".dist-info/METADATA")))
+    assert b"\nLicense-Expression: MIT\n" in metadata, metadata[:2000]
 
 
 def test_wheel_install_defaults_to_compiled_core(dists: Dict[str, Path], tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ test adds randomly generated programs (nested closures, lambdas and classes).
 import difflib
 import io
 import json
-import os
 import pickle
 import pickletools
 import socket
@@ -30,7 +29,6 @@ from fastfnpickle._env import env_flag
 # Every test here drives the compiled core: deselected with it (-m "not cython").
 pytestmark = pytest.mark.cython
 
-TESTS = os.path.dirname(os.path.abspath(__file__))
 PROTOCOLS = tuple(range(pickle.HIGHEST_PROTOCOL + 1))
 
 
@@ -50,10 +48,8 @@ def cython_impl() -> Impl:
 
 
 def child_env(impl: Impl) -> Dict[str, str]:
-    """``impl.env()`` with the tests directory importable (the child needs the probes)."""
-    env = impl.env()
-    env["PYTHONPATH"] = TESTS + os.pathsep + env["PYTHONPATH"]
-    return env
+    """``impl.env()``: the tests directory is importable there (the child needs the probes)."""
+    return impl.env()
 
 
 # --------------------------------------------------------------------------------------------

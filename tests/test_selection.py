@@ -20,7 +20,7 @@ import types
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
-from conftest import SRC, load_in_subprocess, run_python
+from conftest import PACKAGE_DIR, child_pythonpath, load_in_subprocess, run_python
 
 import fastfnpickle
 from fastfnpickle._env import env_flag
@@ -42,7 +42,7 @@ def require_compiled() -> None:
 
 def child_env(no_extensions: Optional[str]) -> Dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = child_pythonpath(env.get("PYTHONPATH", ""))
     env.pop(NO_EXT, None)
     if no_extensions is not None:
         env[NO_EXT] = no_extensions
@@ -136,6 +136,18 @@ def test_ci_canary_compiled_core_active() -> None:
     assert fastfnpickle.IMPLEMENTATION == "cython", (
         "CI must test the compiled core: it did not import (build with "
         "FASTFNPICKLE_REQUIRE_EXTENSIONS=1, or set FASTFNPICKLE_NO_EXTENSIONS=1 to opt out)")
+
+
+def test_children_import_the_package_under_test(impl: Any) -> None:
+    # Every helper interpreter the suite starts loads the package this process tests: run
+    # against an installed wheel, a source tree beside the tests must not stand in for it (a
+    # child importing another copy would test that copy, possibly the other twin).
+    code = ("import os, fastfnpickle; "
+            "print(os.path.dirname(os.path.realpath(fastfnpickle.__file__))); "
+            "print(fastfnpickle.IMPLEMENTATION)")
+    where, implementation = run_python(code, env=impl.env()).split()
+    assert where == os.path.realpath(PACKAGE_DIR)
+    assert implementation == impl.name
 
 
 def test_in_process_selection_matches_environment() -> None:

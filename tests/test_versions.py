@@ -4,13 +4,14 @@ exception type and message."""
 
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import threading
 from typing import Any, Optional
 
 import pytest
-from conftest import SRC, load_in_subprocess, run_python
+from conftest import PACKAGE_DIR, load_in_subprocess, run_python
 
 from fastfnpickle._format import CODE_TAG
 
@@ -71,13 +72,22 @@ def _other_interpreter() -> Optional[str]:
     return None
 
 
-def test_real_other_interpreter_refuses_the_function(impl) -> None:
+def _pure_copy(dest: str) -> str:
+    """The package under test without its compiled modules (built for this interpreter only),
+    copied under ``dest``; returns the directory to put on another interpreter's path."""
+    shutil.copytree(PACKAGE_DIR, os.path.join(dest, "fastfnpickle"),
+                    ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
+    return dest
+
+
+def test_real_other_interpreter_refuses_the_function(impl, tmp_path) -> None:
     exe = _other_interpreter()
     if exe is None:
         pytest.skip("no second CPython minor version installed")
     data = impl.dumps(_sample_functions()[0])
     env = impl.env()
-    env["PYTHONPATH"] = SRC  # this checkout, not anything built for this interpreter only
+    # The package under test, pure twin only; never this interpreter's site-packages.
+    env["PYTHONPATH"] = _pure_copy(str(tmp_path))
     proc = subprocess.run([exe, "-c", """
 import pickle, sys
 try:
