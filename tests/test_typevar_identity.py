@@ -281,3 +281,15 @@ def test_compared_with_cloudpickle(impl: Impl, tmp_path: Any) -> None:
         print(load(0) is load(1), load(2) is load(3))
     """)
     assert out.split() == ["True", "False"]
+
+
+def test_the_registry_is_no_cycle_of_its_own(impl: Impl) -> None:
+    # A table holding weak references whose callbacks hold the table is a reference cycle:
+    # it outlived the registry module's globals at exit, and the callbacks then ran there
+    # against cleared globals ("Exception ignored" at the end of a test session).
+    tv = typing.TypeVar("Cycle", bound=bytes)
+    impl.dumps(tv)
+    callback = _class_registry._ID_BY_TYPEVAR[id(tv)][0].__callback__
+    held = list(getattr(callback, "args", ())) + list(getattr(callback, "keywords", {}).values())
+    for table in (_class_registry._ID_BY_TYPEVAR, _class_registry._ID_BY_CLASS):
+        assert not any(x is table for x in held)

@@ -46,11 +46,16 @@ _TYPEVAR_BY_ID: "weakref.WeakValueDictionary[str, Any]" = weakref.WeakValueDicti
 _writing: Optional[Tuple[_ById, Any, int, str]] = None
 
 
-def _forget(by_object: _ById, key: int, ref: Any) -> None:
+def _forget(key: int, ref: Any) -> None:
+    # The callback holds no table (a table holding its own callbacks would outlive this
+    # module's globals at exit): an entry is this object's if it holds this very reference.
+    if _LOCK is None:
+        return  # interpreter shutdown: this module's globals are cleared already
     with _LOCK:
-        entry = by_object.get(key)
-        if entry is not None and entry[0] is ref:
-            del by_object[key]
+        for by_object in (_ID_BY_CLASS, _ID_BY_TYPEVAR):
+            entry = by_object.get(key)
+            if entry is not None and entry[0] is ref:
+                del by_object[key]
         if _LOADED.get(key) is ref:
             del _LOADED[key]
 
@@ -59,7 +64,7 @@ def _remember(obj: Any, oid: str, loaded: bool, by_object: _ById = _ID_BY_CLASS,
               by_id: Any = _CLASS_BY_ID) -> None:
     global _writing
     key = id(obj)
-    ref = weakref.ref(obj, functools.partial(_forget, by_object, key))
+    ref = weakref.ref(obj, functools.partial(_forget, key))
     _writing = (by_object, by_id, key, oid)
     by_object[key] = (ref, oid)
     by_id[oid] = obj
