@@ -43,10 +43,12 @@ PASSES: Dict[str, Tuple[str, Dict[str, str]]] = {
     "python": ("not cython and not slow", {NO_EXT: "1"}),
 }
 IGNORED = ["test_integration_*.py"]
-# A quarter of a minute per pass natively: the API, the selection of the twin, functions,
-# closures and classes by value, and hostile input against the compiled core.
+# Half a minute per pass natively: the API, the selection of the twin, functions, closures and
+# classes by value, deterministic bytes, the code encoding (the CRC-32 path this CPU takes) and
+# hostile input against the compiled core.
 SMOKE = ["test_api.py", "test_selection.py", "test_functions.py", "test_closures.py",
-         "test_classes.py", "test_reconstructor_args.py"]
+         "test_classes.py", "test_determinism.py", "test_code_encoding.py", "test_hostile.py",
+         "test_reconstructor_args.py"]
 # pytest exit code 5: nothing collected (a smoke file missing, an empty selection).
 NOTHING_COLLECTED = 5
 
