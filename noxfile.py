@@ -391,79 +391,9 @@ for _version in VERSIONS:
     _make_tests_session(_version)
 
 
-@nox.session(python=INTERPRETERS[HEAVY] or HEAVY, tags=["heavy"], allow_parallel=True)
-def integration(session: nox.Session) -> None:
-    """Python 3.11: torch, joblib, Dask integration tests, slow tests, bench/ smoke run."""
-    target = _host_target(session)
-    report = Report(session, HEAVY, INTERPRETERS[HEAVY] or HEAVY)
-    if not report.step("install (+ integration packages)",
-                       lambda: install(target, HEAVY, packages=INTEGRATION_PACKAGES)):
-        report.finish()
-    report.step("verify IMPLEMENTATION == 'cython'", lambda: report.set(python=verify(target)))
-    if report.failed:
-        report.finish()
-    integration_files = sorted(str(p) for p in ROOT.glob(INTEGRATION_GLOB))
-    pytest(report, target, "integration-cython", integration_files)
-    pytest(report, target, "integration-python", ["-m", "not cython and not slow",
-                                                  *integration_files],
-           env={NO_EXT: "1"}, allow_empty=True)
-    pytest(report, target, "slow", ["-m", "slow", f"--ignore-glob={ROOT / INTEGRATION_GLOB}"],
-           allow_empty=True)
-    if any((ROOT / "bench").glob("test_*.py")):
-        report.step("bench smoke", lambda: target.run(
-            "-m", "pytest", "-q", "-p", "no:cacheprovider", "bench", "--benchmark-disable"))
-    report.finish()
-
-
-@nox.session(python=INTERPRETERS[HEAVY] or HEAVY, tags=["heavy"], allow_parallel=True)
-def callgrind(session: nox.Session) -> None:
-    """Python 3.11: instruction counts of the benchmark workloads checked under callgrind."""
-    target = _host_target(session)
-    report = Report(session, HEAVY, INTERPRETERS[HEAVY] or HEAVY)
-    if not report.step("install (+ bench extras)",
-                       lambda: install(target, HEAVY, extras="test,bench")):
-        report.finish()
-    if not shutil.which("valgrind"):
-        report.step("valgrind on PATH", lambda: session.error(
-            "valgrind is not installed (apt-get install valgrind): the callgrind check cannot run"))
-        report.finish()
-    report.step("verify IMPLEMENTATION == 'cython'", lambda: report.set(python=verify(target)))
-    if report.failed:
-        report.finish()
-    report.step("python -m fastfnpickle.bench.callgrind --check",
-                lambda: target.run("-m", "fastfnpickle.bench.callgrind", "--check"))
-    report.finish()
-
-
-@nox.session(python=INTERPRETERS[HEAVY] or HEAVY, tags=["lint"], allow_parallel=True)
-def lint(session: nox.Session) -> None:
-    """ruff check, mypy and import-linter contracts (configured in pyproject.toml)."""
-    target = _host_target(session)
-    report = Report(session, HEAVY, INTERPRETERS[HEAVY] or HEAVY)
-
-    def setup() -> None:
-        # mypy and import-linter read the sources; the pure install is enough (no compile).
-        install(target, HEAVY, packages=LINT_PACKAGES, compiled=False)
-    if not report.step("install (pure) + ruff, mypy, import-linter", setup):
-        report.finish()
-    report.step("ruff check", lambda: session.run("ruff", "check"))
-    report.step("mypy", lambda: session.run("mypy"))
-    if _has_import_contracts():
-        report.step("lint-imports", lambda: session.run("lint-imports"))
-    else:
-        session.warn("no import-linter contracts ([tool.importlinter] in pyproject.toml or "
-                     ".importlinter): lint-imports did NOT run")
-        report._record("lint-imports", time.monotonic(), "FAILED (no contracts configured)", None)
-    report.finish()
-
-
-def _has_import_contracts() -> bool:
-    if (ROOT / ".importlinter").exists():
-        return True
-    return "[tool.importlinter]" in (ROOT / "pyproject.toml").read_text()
-
-
 # --------------------------------------------------------------------------- hostile input
+# Registered before integration/callgrind/lint: nox starts sessions in this order, and the
+# long ones should not be the last to start on a two-core machine.
 
 # The tests that feed the loader hostile bytes: what the ASAN and debug-build sessions run.
 # Globs, so files other people are still writing are picked up once they exist.
@@ -490,6 +420,42 @@ def _hostile_files(root: Path) -> List[str]:
         found += sorted(str(p) for p in root.glob(pattern) if p.name not in
                         {Path(f).name for f in found})
     return found
+
+
+@nox.session(name=f"debug-{DEBUG_VERSION}", python=False, tags=["hostile"], allow_parallel=True)
+def debug_build(session: nox.Session) -> None:
+    """Python 3.14's debug build (sid's python3.14-dbg): reference counts and assertions.
+
+    The compiled core is built against the debug interpreter (its own ABI, ``cpython-314d``,
+    so the .so sits beside the release build's in src/). Runs the hostile-input tests and the
+    tests of the compiled core's hot paths (``-m cython``: the compiled twin of every behaviour
+    test), not the whole suite: the debug build is several times slower and the pure twin
+    runs on the release interpreters anyway.
+    """
+    native = shutil.which(DEBUG_EXE)
+    if native:
+        session.error(f"a native {DEBUG_EXE} is on PATH; only the sid root's is set up here")
+    target = _sid_target(session, DEBUG_VERSION, exe=DEBUG_EXE)
+    report = Report(session, DEBUG_VERSION, f"Debian sid root ({SIDROOT.name}), {DEBUG_EXE}")
+    if not report.step("install (compiled core against the debug build)", lambda: install(
+            target, DEBUG_VERSION + "d", extras="", packages=DEBUG_PACKAGES)):
+        report.finish()
+    report.step("verify IMPLEMENTATION == 'cython'", lambda: report.set(python=verify(target)))
+    report.step("verify a debug build and its compiled core", lambda: target.run(
+        "-c", "import sys, fastfnpickle._core as c, fastfnpickle._load as l\n"
+        "assert hasattr(sys, 'gettotalrefcount'), 'not a debug build'\n"
+        "for m in (c, l):\n"
+        "    assert '314d' in m.__file__, m.__file__\n"
+        "    print(m.__file__)"))
+    if report.failed:
+        report.finish()
+    files = _hostile_files(ROOT)
+    # Fewer fuzz cases than tests-3.14 runs on the release build of the same minor.
+    pytest(report, target, "hostile-debug", files,
+           env={"FASTFNPICKLE_FUZZ_CASES": HOSTILE_FUZZ_CASES})
+    pytest(report, target, "cython-debug", _light_selection(["cython"]) + [
+        f"--ignore={f}" for f in files])
+    report.finish()
 
 
 @nox.session(python=INTERPRETERS[HEAVY] or HEAVY, tags=["hostile"], allow_parallel=True)
@@ -642,35 +608,73 @@ def asan(session: nox.Session) -> None:
     report.finish()
 
 
-@nox.session(name=f"debug-{DEBUG_VERSION}", python=False, tags=["hostile"], allow_parallel=True)
-def debug_build(session: nox.Session) -> None:
-    """Python 3.14's debug build (sid's python3.14-dbg): reference counts and assertions.
-
-    The compiled core is built against the debug interpreter (its own ABI, ``cpython-314d``,
-    so the .so sits beside the release build's in src/). Runs the hostile-input tests and the
-    tests of the compiled core's hot paths (``-m cython``: the compiled twin of every behaviour
-    test), not the whole suite: the debug build is several times slower and the pure twin
-    runs on the release interpreters anyway.
-    """
-    native = shutil.which(DEBUG_EXE)
-    if native:
-        session.error(f"a native {DEBUG_EXE} is on PATH; only the sid root's is set up here")
-    target = _sid_target(session, DEBUG_VERSION, exe=DEBUG_EXE)
-    report = Report(session, DEBUG_VERSION, f"Debian sid root ({SIDROOT.name}), {DEBUG_EXE}")
-    if not report.step("install (compiled core against the debug build)", lambda: install(
-            target, DEBUG_VERSION + "d", extras="", packages=DEBUG_PACKAGES)):
+@nox.session(python=INTERPRETERS[HEAVY] or HEAVY, tags=["heavy"], allow_parallel=True)
+def integration(session: nox.Session) -> None:
+    """Python 3.11: torch, joblib, Dask integration tests, slow tests, bench/ smoke run."""
+    target = _host_target(session)
+    report = Report(session, HEAVY, INTERPRETERS[HEAVY] or HEAVY)
+    if not report.step("install (+ integration packages)",
+                       lambda: install(target, HEAVY, packages=INTEGRATION_PACKAGES)):
         report.finish()
     report.step("verify IMPLEMENTATION == 'cython'", lambda: report.set(python=verify(target)))
-    report.step("verify a debug build and its compiled core", lambda: target.run(
-        "-c", "import sys, fastfnpickle._core as c, fastfnpickle._load as l\n"
-        "assert hasattr(sys, 'gettotalrefcount'), 'not a debug build'\n"
-        "for m in (c, l):\n"
-        "    assert '314d' in m.__file__, m.__file__\n"
-        "    print(m.__file__)"))
     if report.failed:
         report.finish()
-    files = _hostile_files(ROOT)
-    pytest(report, target, "hostile-debug", files)
-    pytest(report, target, "cython-debug", _light_selection(["cython"]) + [
-        f"--ignore={f}" for f in files])
+    integration_files = sorted(str(p) for p in ROOT.glob(INTEGRATION_GLOB))
+    pytest(report, target, "integration-cython", integration_files)
+    pytest(report, target, "integration-python", ["-m", "not cython and not slow",
+                                                  *integration_files],
+           env={NO_EXT: "1"}, allow_empty=True)
+    pytest(report, target, "slow", ["-m", "slow", f"--ignore-glob={ROOT / INTEGRATION_GLOB}"],
+           allow_empty=True)
+    if any((ROOT / "bench").glob("test_*.py")):
+        report.step("bench smoke", lambda: target.run(
+            "-m", "pytest", "-q", "-p", "no:cacheprovider", "bench", "--benchmark-disable"))
     report.finish()
+
+
+@nox.session(python=INTERPRETERS[HEAVY] or HEAVY, tags=["heavy"], allow_parallel=True)
+def callgrind(session: nox.Session) -> None:
+    """Python 3.11: instruction counts of the benchmark workloads checked under callgrind."""
+    target = _host_target(session)
+    report = Report(session, HEAVY, INTERPRETERS[HEAVY] or HEAVY)
+    if not report.step("install (+ bench extras)",
+                       lambda: install(target, HEAVY, extras="test,bench")):
+        report.finish()
+    if not shutil.which("valgrind"):
+        report.step("valgrind on PATH", lambda: session.error(
+            "valgrind is not installed (apt-get install valgrind): the callgrind check cannot run"))
+        report.finish()
+    report.step("verify IMPLEMENTATION == 'cython'", lambda: report.set(python=verify(target)))
+    if report.failed:
+        report.finish()
+    report.step("python -m fastfnpickle.bench.callgrind --check",
+                lambda: target.run("-m", "fastfnpickle.bench.callgrind", "--check"))
+    report.finish()
+
+
+@nox.session(python=INTERPRETERS[HEAVY] or HEAVY, tags=["lint"], allow_parallel=True)
+def lint(session: nox.Session) -> None:
+    """ruff check, mypy and import-linter contracts (configured in pyproject.toml)."""
+    target = _host_target(session)
+    report = Report(session, HEAVY, INTERPRETERS[HEAVY] or HEAVY)
+
+    def setup() -> None:
+        # mypy and import-linter read the sources; the pure install is enough (no compile).
+        install(target, HEAVY, packages=LINT_PACKAGES, compiled=False)
+    if not report.step("install (pure) + ruff, mypy, import-linter", setup):
+        report.finish()
+    report.step("ruff check", lambda: session.run("ruff", "check"))
+    report.step("mypy", lambda: session.run("mypy"))
+    if _has_import_contracts():
+        report.step("lint-imports", lambda: session.run("lint-imports"))
+    else:
+        session.warn("no import-linter contracts ([tool.importlinter] in pyproject.toml or "
+                     ".importlinter): lint-imports did NOT run")
+        report._record("lint-imports", time.monotonic(), "FAILED (no contracts configured)", None)
+    report.finish()
+
+
+def _has_import_contracts() -> bool:
+    if (ROOT / ".importlinter").exists():
+        return True
+    return "[tool.importlinter]" in (ROOT / "pyproject.toml").read_text()
