@@ -11,6 +11,7 @@ import io
 import json
 import re
 import sys
+import typing
 from types import CellType, FunctionType, ModuleType
 from typing import Any, Callable, Dict, List, Tuple
 
@@ -103,7 +104,25 @@ FORMS: Dict[str, List[Callable[[], tuple]]] = {
     _format.REBUILD_SINGLEDISPATCH_STATE: [lambda: (_singledispatch(),
                                                     (((int, lambda x: x),), None))],
     _format.REBUILD_NEW_TYPE: [lambda: ("N", int, "N", "mod")],
+    _format.REBUILD_MAKE_CLASS: [lambda: (None, "C", (), {"a": 1}, _fresh_id()),
+                                 lambda: (_loaded_class(), ({"b": 2}, None))],
+    _format.REBUILD_MAKE_TYPEVAR: [
+        lambda: (typing.TypeVar, "T", int, (), False, False, False, _fresh_id()),
+        lambda: (typing.TypeVar, "T", int, (), False, False, False, _fresh_id(), "m"),
+        lambda: (typing.TypeVar, "T", None, (), False, False, False, _fresh_id(), "m",
+                 None)],
 }
+
+_ids = iter(range(10 ** 9))
+
+
+def _fresh_id() -> str:
+    """An id no class or TypeVar of this process has (a reused one returns the first object)."""
+    return f"case-{next(_ids)}"
+
+
+def _loaded_class() -> type:
+    return _rebuild.make_class(None, "C", (), {}, _fresh_id())
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]+")
 

@@ -43,9 +43,7 @@ def outcomes() -> Dict[str, Dict[str, str]]:
 def test_every_reconstructor_has_cases() -> None:
     sys.path.insert(0, HERE)
     import _reconstructor_cases
-    missing = set(_format.RECONSTRUCTORS) - set(_reconstructor_cases.FORMS) - {
-        _format.REBUILD_MAKE_CLASS, _format.REBUILD_MAKE_TYPEVAR}
-    assert not missing
+    assert set(_format.RECONSTRUCTORS) == set(_reconstructor_cases.FORMS)
     for name, forms in _reconstructor_cases.FORMS.items():
         assert sorted(len(f()) for f in forms) == sorted(
             len(sig) for sig in _format.SIGNATURES[name]), name
@@ -60,12 +58,15 @@ def test_bad_arguments_raise_unpicklingerror(outcomes: Dict[str, Dict[str, str]]
                           and outcome.startswith("builtins.ModuleNotFoundError"))}
         assert not wrong, f"{twin}: {json.dumps(wrong, indent=1)}"
         for case, outcome in results.items():
-            if outcome.startswith("_pickle.UnpicklingError:"):
+            # Messages about the version that made the pickle name the version instead.
+            if outcome.startswith("_pickle.UnpicklingError:") and not (
+                    "which needs Python" in outcome or "compiled by Python" in outcome):
                 name = case.split("/")[0]
                 assert f"fastfnpickle._rebuild.{name}" in outcome, (case, outcome)
         # Each valid form still works.
         valid = {c: o for c, o in results.items() if c.endswith("-valid")}
-        assert all(o.startswith("ok:") for o in valid.values()), valid
+        assert all(o.startswith("ok:") or "which needs Python" in o
+                   for o in valid.values()), valid
 
 
 def test_twins_give_the_same_outcome(outcomes: Dict[str, Dict[str, str]]) -> None:

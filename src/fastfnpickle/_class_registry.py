@@ -25,6 +25,8 @@ from pickle import UnpicklingError
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from . import _fork
+from ._corrupt import corrupt, invalid, unpack
+from ._format import REBUILD_MAKE_CLASS, REBUILD_MAKE_TYPEVAR
 from ._names import intern_keys, interned_names
 
 _LOCK = threading.RLock()
@@ -134,8 +136,7 @@ def _is_loaded(cls: type) -> bool:
 # --------------------------------------------------------------------------------------------
 # Reconstructors
 
-def make_class(a: Any, b: Any, bases: Any = None, skeleton: Any = None,
-               cid: Any = None) -> type:
+def make_class(*args: Any) -> type:
     """Make a class, or fill one in.
 
     ``make_class(metaclass, name, bases, skeleton, cid)`` gives the class with id ``cid``: the
@@ -143,9 +144,54 @@ def make_class(a: Any, b: Any, bases: Any = None, skeleton: Any = None,
     ``make_class(cls, state)`` is its state setter (:func:`set_class_state`). One callable
     serves both so a pickle names one global per class.
     """
-    if cid is None:
-        return set_class_state(a, b)
-    return _make_class(type if a is None else a, b, bases, skeleton, cid)
+    if len(unpack(REBUILD_MAKE_CLASS, args)) == 2:
+        cls, state = args
+        if not isinstance(cls, type):
+            raise corrupt(REBUILD_MAKE_CLASS, "class", "a class", cls)
+        _check_class_state(state)
+        return set_class_state(cls, state)
+    metaclass, name, bases, skeleton, cid = args
+    if metaclass is not None and not (isinstance(metaclass, type)
+                                      and issubclass(metaclass, type)):
+        raise corrupt(REBUILD_MAKE_CLASS, "metaclass", "None or a metaclass", metaclass)
+    if type(name) is not str:
+        raise corrupt(REBUILD_MAKE_CLASS, "name", "a str", name)
+    if type(bases) is not tuple:
+        raise corrupt(REBUILD_MAKE_CLASS, "bases", "a tuple of classes", bases)
+    for base in bases:
+        if not isinstance(base, type):
+            raise corrupt(REBUILD_MAKE_CLASS, "bases", "a tuple of classes", base)
+    if type(skeleton) is not dict:
+        raise corrupt(REBUILD_MAKE_CLASS, "skeleton", "a dict", skeleton)
+    if type(cid) is not str:
+        raise corrupt(REBUILD_MAKE_CLASS, "id", "a str", cid)
+    return _make_class(type if metaclass is None else metaclass, name, bases, skeleton, cid)
+
+
+def _check_class_state(state: Any) -> None:
+    """The class state as ``_classes`` writes it: ``(attrs, abc registry[, enum members])``."""
+    if type(state) is not tuple or not 2 <= len(state) <= 3:
+        raise corrupt(REBUILD_MAKE_CLASS, "state", "a 2- or 3-tuple", state)
+    if type(state[0]) is not dict:
+        raise corrupt(REBUILD_MAKE_CLASS, "state", "attributes in a dict", state[0])
+    for key in state[0]:
+        if type(key) is not str:
+            raise corrupt(REBUILD_MAKE_CLASS, "state", "attributes named by str", key)
+    registry = state[1]
+    if registry is not None:
+        if type(registry) is not tuple:
+            raise corrupt(REBUILD_MAKE_CLASS, "state", "an ABC registry in a tuple", registry)
+        for sub in registry:
+            if not isinstance(sub, type):
+                raise corrupt(REBUILD_MAKE_CLASS, "state", "an ABC registry of classes", sub)
+    if len(state) == 3 and state[2] is not None:
+        if type(state[2]) is not dict:
+            raise corrupt(REBUILD_MAKE_CLASS, "state", "enum member attributes in a dict",
+                          state[2])
+        for member_attrs in state[2].values():
+            if type(member_attrs) is not dict:
+                raise corrupt(REBUILD_MAKE_CLASS, "state", "enum member attributes in a dict",
+                              member_attrs)
 
 
 def _make_class(metaclass: type, name: str, bases: tuple, skeleton: Dict[str, Any],
@@ -167,7 +213,11 @@ def _make_class(metaclass: type, name: str, bases: tuple, skeleton: Dict[str, An
                 cls = types.new_class(name, bases, {"metaclass": metaclass}, body)
             except TypeError:
                 # Metaclasses that refuse their own classes' bases (TypedDict's) are bypassed.
-                cls = type.__new__(metaclass, name, bases, dict(skeleton))
+                try:
+                    cls = type.__new__(metaclass, name, bases, dict(skeleton))
+                except TypeError as exc:  # bases no class statement could have (duplicates)
+                    raise invalid(REBUILD_MAKE_CLASS, "bases",
+                                  f"were refused: {exc}") from None
         _remember(cls, cid, loaded=True)
         return cls
 
@@ -255,12 +305,45 @@ def assign_typevar_id(tv: Any, digest: str) -> str:
 _ABSENT: Any = object()  # an argument older pickles do not carry (or a TypeVar without default)
 
 
-def make_typevar(kind: Any, name: str, bound: Any, constraints: tuple, covariant: bool,
-                 contravariant: bool, infer_variance: bool, tid: str, module: Any = _ABSENT,
-                 default: Any = _ABSENT) -> Any:
-    """The TypeVar (or ParamSpec, TypeVarTuple) with id ``tid``: the one this process holds,
-    else a new one, with ``__module__`` set to ``module`` and the PEP 696 ``default`` (3.13+)
-    when the pickle has them (pickles made before those were carried end at ``tid``)."""
+def make_typevar(*args: Any) -> Any:
+    """``make_typevar(kind, name, bound, constraints, covariant, contravariant, infer_variance,
+    tid[, module[, default]])``: the TypeVar (or ParamSpec, TypeVarTuple) with id ``tid``: the
+    one this process holds, else a new one, with ``__module__`` set to ``module`` and the PEP
+    696 ``default`` (3.13+) when the pickle has them (pickles made before those were carried
+    end at ``tid``)."""
+    unpack(REBUILD_MAKE_TYPEVAR, args)
+    kind, name, bound, constraints, covariant, contravariant, infer_variance, tid = args[:8]
+    module = args[8] if len(args) > 8 else _ABSENT
+    default = args[9] if len(args) > 9 else _ABSENT
+    if not (isinstance(kind, type) and kind.__name__ in _TYPEVAR_KINDS):
+        raise corrupt(REBUILD_MAKE_TYPEVAR, "kind", "TypeVar, ParamSpec or TypeVarTuple", kind)
+    if type(name) is not str:
+        raise corrupt(REBUILD_MAKE_TYPEVAR, "name", "a str", name)
+    if type(constraints) is not tuple:
+        raise corrupt(REBUILD_MAKE_TYPEVAR, "constraints", "a tuple", constraints)
+    for flag, value in (("covariant", covariant), ("contravariant", contravariant),
+                        ("infer_variance", infer_variance)):
+        if type(value) is not bool:
+            raise corrupt(REBUILD_MAKE_TYPEVAR, flag, "a bool", value)
+    if type(tid) is not str:
+        raise corrupt(REBUILD_MAKE_TYPEVAR, "id", "a str", tid)
+    if module is not _ABSENT and type(module) is not str:
+        raise corrupt(REBUILD_MAKE_TYPEVAR, "module", "a str", module)
+    try:
+        return _make_typevar(kind, name, bound, constraints, covariant, contravariant,
+                             infer_variance, tid, module, default)
+    except (TypeError, ValueError, SyntaxError) as exc:
+        # What the constructor refuses: a constraint list of one, both variances, a string
+        # bound that is no expression (3.10/3.11 compile it), ...
+        raise invalid(REBUILD_MAKE_TYPEVAR, "arguments", f"were refused: {exc}") from None
+
+
+_TYPEVAR_KINDS = ("TypeVar", "ParamSpec", "TypeVarTuple")
+
+
+def _make_typevar(kind: Any, name: str, bound: Any, constraints: tuple, covariant: bool,
+                  contravariant: bool, infer_variance: bool, tid: str, module: Any,
+                  default: Any) -> Any:
     with _LOCK:
         existing = _TYPEVAR_BY_ID.get(tid)
         if existing is not None:
