@@ -1,10 +1,10 @@
 """One wire vocabulary: every global a pickle names inside fastfnpickle is a reconstructor
-listed in ``_format.RECONSTRUCTORS``, exported by ``_rebuild`` under that name, and known to
-``explain``.
+declared in ``_format.RECORDS``, exported by ``_rebuild`` under that name, and known to
+``explain`` (which reads the declaration).
 
-When you add a reconstructor: export it from ``_rebuild``, add its name to
-``_format.RECONSTRUCTORS``, teach ``explain`` what it makes (``_KNOWN``), and make sure
-some object below (the parity corpus or ``EXTRA``) pickles through it.
+When you add a reconstructor: declare it in ``_format.RECORDS`` (what it makes, its argument
+layouts, whether it is a state setter), export it from ``_rebuild``, and make sure some
+object below (the parity corpus or ``EXTRA``) pickles through it.
 """
 
 import collections
@@ -257,7 +257,7 @@ def test_every_name_a_pickle_uses_is_registered_and_known(impl: Impl) -> None:
             if event == "setter" and module == REBUILD_PATH and qualname not in _SETTERS:
                 # explain would show the object unfilled and its state as a stray call
                 problems.append(f"{name} (protocol {protocol}) uses {qualname} as a state "
-                                "setter: add it to explain._SETTERS")
+                                "setter: declare it with fills=True in _format.RECORDS")
         ours = [(m, q) for m, q in named_globals(data)
                 if m == "fastfnpickle" or m.startswith("fastfnpickle.")]
         for module, qualname in ours:

@@ -3,7 +3,7 @@
 import sys
 import zlib
 from pickle import PicklingError, UnpicklingError
-from typing import Dict, Tuple
+from typing import Dict, NamedTuple, Tuple
 
 # Tag every encoded code object carries: bytecode only loads on the minor version that made it.
 CODE_TAG: str = "%d.%d" % sys.version_info[:2]
@@ -11,73 +11,84 @@ CODE_TAG: str = "%d.%d" % sys.version_info[:2]
 CODE_TAG_SETS: str = CODE_TAG + "+sets"
 
 # The wire vocabulary: every global a pickle names inside fastfnpickle is
-# ``REBUILD_PATH.<name>`` for a name in RECONSTRUCTORS. Pickles outlive releases, so these
-# names never change meaning; the readers of pickles (``explain``, the failure notes) take
-# them from here rather than spelling them again. A new reconstructor is exported by
-# ``_rebuild``, listed here, described in ``explain._KNOWN`` (and ``explain._SETTERS`` when
-# it is a state setter) and pickled by some object of the tests;
-# tests/test_wire_vocabulary.py fails until all of that is done.
+# ``REBUILD_PATH.<name>`` for a reconstructor declared in RECORDS below. Pickles outlive
+# releases, so these names and layouts never change meaning; the load twins' error messages
+# (``_corrupt``), ``explain`` and the failure notes all read them from here. A new reconstructor
+# is a Record here, an export of ``_rebuild``, and some object of the tests that pickles through
+# it; tests/test_wire_vocabulary.py fails until all of that is done.
 REBUILD_PATH = "fastfnpickle._rebuild"
-REBUILD_FUNCTION = "function"            # (tag, code, filename, globals, closure) -> function;
-                                         # also (function, state) -> the function filled in
-REBUILD_CODE = "code"                    # (tag, code bytes) -> a bare code object
-REBUILD_MAKE_CELL = "make_cell"          # () -> an empty cell, filled by fill_cell
-REBUILD_FILL_CELL = "fill_cell"          # (cell, (value,)) -> the cell
-REBUILD_CLOSURE_CELL = "closure_cell"    # (function, index) -> a cell shared with it
-REBUILD_IMPORT_MODULE = "import_module"  # (name,) -> a module by reference
-REBUILD_MAKE_MODULE = "make_module"      # (name,) or (name, ModuleType subclass) -> an
-                                         # empty dynamic module
-REBUILD_SET_MODULE_STATE = "set_module_state"  # (module, dict) -> the module filled in
-REBUILD_DICT_VIEW = "dict_view"          # (mapping, kind) -> keys/values/items view
-REBUILD_MAKE_CLASS = "make_class"        # (metaclass, name, bases, skeleton, id) -> class;
-                                         # also (class, (attrs, abc registry[, enum member
-                                         # attributes])) -> the class filled in
-REBUILD_MAKE_TYPEVAR = "make_typevar"    # (kind, name, bound, constraints, covariant,
-                                         # contravariant, infer_variance, id[, module[,
-                                         # default]]) -> TypeVar / ParamSpec / TypeVarTuple
-REBUILD_MEMORY = "memory"                # (bytes, format, shape, readonly) -> memoryview
-REBUILD_FILE_COPY = "file_copy"          # (content, position, name) -> StringIO / BytesIO
-REBUILD_LRU_CACHE = "lru_cache"          # (function, maxsize, typed) -> an empty-cache wrapper
-REBUILD_SINGLEDISPATCH = "singledispatch"  # (function) -> a singledispatch function
-REBUILD_SINGLEDISPATCH_STATE = "singledispatch_state"  # (dispatcher, registry) -> filled in
-REBUILD_NEW_TYPE = "new_type"            # (name, supertype, qualname, module) -> NewType
-RECONSTRUCTORS = (
-    REBUILD_FUNCTION, REBUILD_CODE, REBUILD_MAKE_CELL, REBUILD_FILL_CELL, REBUILD_CLOSURE_CELL,
-    REBUILD_IMPORT_MODULE, REBUILD_MAKE_MODULE, REBUILD_SET_MODULE_STATE, REBUILD_DICT_VIEW,
-    REBUILD_MAKE_CLASS, REBUILD_MAKE_TYPEVAR, REBUILD_MEMORY, REBUILD_FILE_COPY,
-    REBUILD_LRU_CACHE, REBUILD_SINGLEDISPATCH, REBUILD_SINGLEDISPATCH_STATE, REBUILD_NEW_TYPE,
-)
+REBUILD_FUNCTION = "function"
+REBUILD_CODE = "code"
+REBUILD_MAKE_CELL = "make_cell"
+REBUILD_FILL_CELL = "fill_cell"
+REBUILD_CLOSURE_CELL = "closure_cell"
+REBUILD_IMPORT_MODULE = "import_module"
+REBUILD_MAKE_MODULE = "make_module"
+REBUILD_SET_MODULE_STATE = "set_module_state"
+REBUILD_DICT_VIEW = "dict_view"
+REBUILD_MAKE_CLASS = "make_class"
+REBUILD_MAKE_TYPEVAR = "make_typevar"
+REBUILD_MEMORY = "memory"
+REBUILD_FILE_COPY = "file_copy"
+REBUILD_LRU_CACHE = "lru_cache"
+REBUILD_SINGLEDISPATCH = "singledispatch"
+REBUILD_SINGLEDISPATCH_STATE = "singledispatch_state"
+REBUILD_NEW_TYPE = "new_type"
 
-# The argument layouts each reconstructor accepts, by argument name (one tuple per form: several
-# reconstructors are both a constructor and the state setter of what they made). A call with
-# any other number of arguments is a corrupt pickle; the load-side error messages
-# (``_corrupt``) name arguments from here.
-SIGNATURES: Dict[str, Tuple[Tuple[str, ...], ...]] = {
-    REBUILD_FUNCTION: (("tag", "code", "filename", "globals", "closure"), ("function", "state")),
-    REBUILD_CODE: (("tag", "code", "filename"),),
-    REBUILD_MAKE_CELL: ((),),
-    REBUILD_FILL_CELL: (("cell", "state"),),
-    REBUILD_CLOSURE_CELL: (("function", "index"),),
-    REBUILD_IMPORT_MODULE: (("name",),),
-    REBUILD_MAKE_MODULE: (("name",), ("name", "kind")),
-    REBUILD_SET_MODULE_STATE: (("module", "state"),),
-    REBUILD_DICT_VIEW: (("mapping", "kind"),),
-    REBUILD_MAKE_CLASS: (("metaclass", "name", "bases", "skeleton", "id"), ("class", "state")),
-    # The module and the PEP 696 default (present only when the TypeVar has one) follow the id,
-    # where older pickles end.
-    REBUILD_MAKE_TYPEVAR: (("kind", "name", "bound", "constraints", "covariant",
-                            "contravariant", "infer_variance", "id"),
-                           ("kind", "name", "bound", "constraints", "covariant",
-                            "contravariant", "infer_variance", "id", "module"),
-                           ("kind", "name", "bound", "constraints", "covariant",
-                            "contravariant", "infer_variance", "id", "module", "default")),
-    REBUILD_MEMORY: (("data", "format", "shape", "readonly"),),
-    REBUILD_FILE_COPY: (("content", "position", "name"),),
-    REBUILD_LRU_CACHE: (("function", "maxsize", "typed"),),
-    REBUILD_SINGLEDISPATCH: (("function",),),
-    REBUILD_SINGLEDISPATCH_STATE: (("dispatcher", "state"),),
-    REBUILD_NEW_TYPE: (("name", "supertype", "qualname", "module"),),
-}
+
+class Record(NamedTuple):
+    """One reconstructor of the wire format."""
+
+    name: str
+    #: What it gives, in the words ``explain`` prints.
+    makes: str
+    #: The argument layouts it accepts, by argument name. A call with any other number of
+    #: arguments is a corrupt pickle.
+    forms: Tuple[Tuple[str, ...], ...]
+    #: Whether a two-argument form ``(obj, state)`` fills in an object made earlier in the
+    #: same pickle (a state setter: pickle's 6-tuple reduce calls it after ``obj`` exists).
+    fills: bool = False
+
+
+_TYPEVAR_ARGS = ("kind", "name", "bound", "constraints", "covariant", "contravariant",
+                 "infer_variance", "id")
+RECORDS: Dict[str, Record] = {r.name: r for r in (
+    # Makes a function, or (the state setter) fills one in: see STATE_FIELDS.
+    Record(REBUILD_FUNCTION, "function",
+           (("tag", "code", "filename", "globals", "closure"), ("function", "state")), True),
+    # A bare code object (code of a function is carried by ``function`` itself).
+    Record(REBUILD_CODE, "code", (("tag", "code", "filename"),)),
+    # An empty cell, filled by fill_cell with ``(value,)``.
+    Record(REBUILD_MAKE_CELL, "cell", ((),)),
+    Record(REBUILD_FILL_CELL, "cell", (("cell", "state"),), True),
+    # A cell shared with a function rebuilt earlier: ``function.__closure__[index]``.
+    Record(REBUILD_CLOSURE_CELL, "cell", (("function", "index"),)),
+    Record(REBUILD_IMPORT_MODULE, "module", (("name",),)),
+    # An empty dynamic module (of a ModuleType subclass ``kind``), then its namespace.
+    Record(REBUILD_MAKE_MODULE, "module", (("name",), ("name", "kind"))),
+    Record(REBUILD_SET_MODULE_STATE, "module", (("module", "state"),), True),
+    # ``mapping.keys()`` / ``values()`` / ``items()``.
+    Record(REBUILD_DICT_VIEW, "dict view", (("mapping", "kind"),)),
+    # A class skeleton found or made by its id; the setter's state is (attrs, abc registry[,
+    # enum member attributes]).
+    Record(REBUILD_MAKE_CLASS, "class",
+           (("metaclass", "name", "bases", "skeleton", "id"), ("class", "state")), True),
+    # The module and the PEP 696 default (present only when the TypeVar has one) follow the
+    # id, where older pickles end.
+    Record(REBUILD_MAKE_TYPEVAR, "TypeVar",
+           (_TYPEVAR_ARGS, _TYPEVAR_ARGS + ("module",), _TYPEVAR_ARGS + ("module", "default"))),
+    Record(REBUILD_MEMORY, "memoryview", (("data", "format", "shape", "readonly"),)),
+    # A StringIO / BytesIO holding a copy of a file open for reading.
+    Record(REBUILD_FILE_COPY, "file copy", (("content", "position", "name"),)),
+    Record(REBUILD_LRU_CACHE, "lru_cache wrapper", (("function", "maxsize", "typed"),)),
+    Record(REBUILD_SINGLEDISPATCH, "singledispatch function", (("function",),)),
+    # The setter's state is (registrations, extra attributes).
+    Record(REBUILD_SINGLEDISPATCH_STATE, "singledispatch function",
+           (("dispatcher", "state"),), True),
+    Record(REBUILD_NEW_TYPE, "NewType", (("name", "supertype", "qualname", "module"),)),
+)}
+RECONSTRUCTORS: Tuple[str, ...] = tuple(RECORDS)
+SIGNATURES: Dict[str, Tuple[Tuple[str, ...], ...]] = {r.name: r.forms for r in RECORDS.values()}
 
 # The function state: a tuple in this order, most often set first, trailing Nones dropped.
 # A function with no state at all (a plain lambda) is reduced without one: no state-setter

@@ -27,11 +27,9 @@ from ._format import (
     FIELD_MODULES,
     FIELD_NAME,
     FIELD_QUALNAME,
-    REBUILD_CLOSURE_CELL,
     REBUILD_CODE,
     REBUILD_DICT_VIEW,
     REBUILD_FILE_COPY,
-    REBUILD_FILL_CELL,
     REBUILD_FUNCTION,
     REBUILD_IMPORT_MODULE,
     REBUILD_LRU_CACHE,
@@ -42,9 +40,8 @@ from ._format import (
     REBUILD_MEMORY,
     REBUILD_NEW_TYPE,
     REBUILD_PATH,
-    REBUILD_SET_MODULE_STATE,
     REBUILD_SINGLEDISPATCH,
-    REBUILD_SINGLEDISPATCH_STATE,
+    RECORDS,
     STATE_FIELDS,
     unseal,
 )
@@ -384,30 +381,11 @@ _LITERAL_OPS = frozenset({
 })
 # What explain knows of each reconstructor (``_format.RECONSTRUCTORS``): what a call to it
 # makes, as displayed. A name missing here is shown as an unknown reconstructor.
-_KNOWN: Dict[str, str] = {
-    REBUILD_FUNCTION: "function",
-    REBUILD_CODE: "code",
-    REBUILD_MAKE_CELL: "cell",
-    REBUILD_FILL_CELL: "cell",
-    REBUILD_CLOSURE_CELL: "cell",
-    REBUILD_IMPORT_MODULE: "module",
-    REBUILD_MAKE_MODULE: "module",
-    REBUILD_SET_MODULE_STATE: "module",
-    REBUILD_DICT_VIEW: "dict view",
-    REBUILD_MAKE_CLASS: "class",
-    REBUILD_MAKE_TYPEVAR: "TypeVar",
-    REBUILD_MEMORY: "memoryview",
-    REBUILD_FILE_COPY: "file copy",
-    REBUILD_LRU_CACHE: "lru_cache wrapper",
-    REBUILD_SINGLEDISPATCH: "singledispatch function",
-    REBUILD_SINGLEDISPATCH_STATE: "singledispatch function",
-    REBUILD_NEW_TYPE: "NewType",
-}
-# Reconstructors that fill in an object made earlier: ``setter(obj, state)``.
-# ``function`` both makes a function (5 arguments) and fills one (2 arguments); so does
-# ``make_class``.
-_SETTERS = frozenset({REBUILD_FUNCTION, REBUILD_MAKE_CLASS, REBUILD_SET_MODULE_STATE,
-                      REBUILD_FILL_CELL, REBUILD_SINGLEDISPATCH_STATE})
+# What each reconstructor makes, and those that fill in an object made earlier:
+# ``setter(obj, state)``. ``function`` both makes a function (5 arguments) and fills one
+# (2 arguments); so does ``make_class``. Both read from the wire-format declaration.
+_KNOWN: Dict[str, str] = {name: record.makes for name, record in RECORDS.items()}
+_SETTERS = frozenset(name for name, record in RECORDS.items() if record.fills)
 # The two uses of those double reconstructors, as _rebuild_name tells them apart. The suffix
 # keeps them from ever meaning a reconstructor of that name.
 _NEW_FUNCTION = REBUILD_FUNCTION + ":new"
