@@ -16,7 +16,7 @@ from typing import Any
 
 from ._format import CODE_TAG, REBUILD_PATH, SIGNATURES
 
-_TAG = re.compile(r"(3\.[0-9]{1,3})(\+sets)?")
+_TAG = re.compile(r"([0-9]{1,2}\.[0-9]{1,3})(\+sets)?")
 
 _QUALNAME: Any = type.__dict__["__qualname__"]
 _SIZED = (tuple, list, dict, set, frozenset, str, bytes, bytearray)
