@@ -269,7 +269,12 @@ def set_class_state(cls: type, state: tuple) -> type:
                     intern_keys(value)
                 elif type(value) is tuple:
                     value = interned_names(value)
-                setattr(cls, key, value)
+                try:
+                    setattr(cls, key, value)
+                except (TypeError, ValueError, AttributeError) as exc:
+                    # A special attribute of the wrong type (a __qualname__ that is no str)
+                    raise invalid(REBUILD_MAKE_CLASS, f"state attribute {key!r}",
+                                  f"was refused: {exc}") from None
                 set_name = getattr(type(value), "__set_name__", None)
                 if set_name is not None:
                     set_name(value, cls, key)
