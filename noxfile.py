@@ -401,7 +401,7 @@ HOSTILE_TESTS = ["tests/test_hostile.py", "tests/test_fuzz.py", "tests/test_fuzz
                  "tests/test_forged_code*.py", "tests/test_reconstructor_args*.py"]
 HOSTILE_FUZZ_CASES = "2000"  # test_fuzz.py's mutated cases per twin there (default 10,000)
 FUZZ_PACKAGES = ["atheris==3.0.0"]  # a manylinux wheel for 3.11: no clang needed
-FUZZ_WORKDIR = ROOT / ".nox" / "fuzz"
+FUZZ_WORKDIR = ROOT / ".nox" / "fuzz-work"  # not .nox/fuzz: that is the session's venv
 ASAN_TREE = ROOT / ".nox" / "asan-tree"
 # -O1 keeps ASAN's reports readable at a modest cost; the link flag pulls in the runtime.
 ASAN_BUILD_ENV = {"CFLAGS": "-fsanitize=address -fno-omit-frame-pointer -g -O1",
@@ -464,8 +464,9 @@ def fuzz(session: nox.Session) -> None:
 
     Fixed runs and seed per twin and mode (free mutation; checksums recomputed after each
     mutation so forged code reaches the bytecode check), PYTHONMALLOC=debug, every loaded
-    function called in a forked child with a watchdog. Any finding fails the session; its
-    input is under .nox/fuzz/<twin>-<mode>/artifacts/.
+    function called in a forked child with a watchdog, after the harness's self-tests
+    (fuzz/test_harness.py). Any finding fails the session; its input is under
+    .nox/fuzz-work/<twin>-<mode>/artifacts/.
     """
     target = _host_target(session)
     report = Report(session, HEAVY, INTERPRETERS[HEAVY] or HEAVY)
@@ -475,6 +476,8 @@ def fuzz(session: nox.Session) -> None:
     report.step("verify IMPLEMENTATION == 'cython'", lambda: report.set(python=verify(target)))
     if report.failed:
         report.finish()
+    # The harness's own rules first: a harness that misfiles outcomes would fuzz nothing.
+    pytest(report, target, "harness self-test", [str(ROOT / "fuzz" / "test_harness.py")])
     summary = REPORTS / "fuzz-summary.json"
     if summary.exists():
         summary.unlink()
