@@ -9,7 +9,9 @@ Subcommands (``python fuzz/harness.py <command> --help`` for the options)::
               each ends; ``--save NAME`` adds one to the regression corpus tests/fuzz_corpus/
 
 Every input is loaded with ``pickle.loads`` in the fuzzing process (coverage comes from
-atheris's instrumentation of fastfnpickle's Python modules). The outcome must be one of:
+atheris's instrumentation of fastfnpickle's Python modules), under ``PYTHONMALLOC=debug`` (a
+heap overrun aborts at the next check of the guard bytes) and an address-space limit (a forged
+length or memo index gives ``MemoryError`` at once). The outcome must be one of:
 
 - the pickle loads;
 - ``pickle.UnpicklingError``, ``ImportError`` (a module the pickle names is not installed, or
@@ -17,21 +19,22 @@ atheris's instrumentation of fastfnpickle's Python modules). The outcome must be
 - any other ``Exception`` except ``SystemError``, provided fastfnpickle's own code did not
   raise it: the innermost frame of its traceback is not a fastfnpickle module (compiled or
   pure). That is the stdlib unpickler refusing garbage (``EOFError``, ``ValueError``,
-  ``KeyError``, ``TypeError``, ``AttributeError``, ``IndexError``, ``OverflowError``, ...) or a
-  callable the pickle names (any global) raising on the arguments the pickle gives it.
+  ``KeyError``, ``TypeError``, ``AttributeError``, ``IndexError``, ``OverflowError``,
+  ``UnicodeDecodeError``, ...) or a callable the pickle names (any global) raising on the
+  arguments the pickle gives it;
+- any exception raised by code that came out of the pickle itself (a pickle can run the
+  functions it makes while it loads: a REDUCE calling one, ``__init_subclass__``,
+  ``__set_name__``, ``__del__``). Such code runs in the fuzzing process only when it is
+  identical to code of an unmodified seed; forged code is refused before its first
+  instruction (:class:`Guard`), and called in a child instead (below).
 
-Anything else is a **finding** and stops the run: a crash (signal, abort), a hang (libFuzzer's
-``-timeout``), ``SystemError`` anywhere, a ``BaseException`` that is not an ``Exception``, or
-any other exception raised by a fastfnpickle frame (the reconstructors promise
-``UnpicklingError`` on bad arguments).
-
-Every function found in a loaded object (containers, classes, modules, cells; see
-``_seeds.iter_functions``) is then *called* in a forked child with a watchdog: bytecode is
-trusted by CPython, so forged code may crash or hang when called, and the library only
-promises that loading is safe. A call that crashes or hangs is recorded as informational
-(``call-info-*`` files), except a crash of code identical to code in an unmodified seed: that
-code is what CPython's compiler made, so a crash is a loader bug (wrong cells, globals,
-defaults), and a finding.
+Anything else is a **finding**: a crash (signal, abort) or a hang (libFuzzer's ``-timeout``)
+in library code, which ends the run; ``SystemError`` raised anywhere but in code from the
+pickle, a ``BaseException`` that is not an ``Exception``, or any other exception raised by a
+fastfnpickle frame (the reconstructors promise ``UnpicklingError`` on bad arguments), which
+are kept as ``wrong-exception-*`` inputs (one per exception type and raising line) while the
+run goes on. A crash while forged code was running (its Python stack shows it; forged code
+the guard could not see) is informational (``load-info-*``) and libFuzzer is restarted.
 
 Modes: ``free`` lets libFuzzer mutate the bytes as it likes (checksums then refuse most
 damaged code, which is the point: the pickle's structure and the reconstructors' arguments
