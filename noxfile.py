@@ -13,6 +13,9 @@ Sessions (``nox -l`` lists them; arguments after ``--`` go to pytest):
   tests, the ``bench/`` smoke run.
 - ``callgrind`` (3.11): ``python -m fastfnpickle.bench.callgrind --check`` (needs valgrind):
   instruction counts against the committed baseline.
+- ``wheel`` (3.11): the sdist, a wheel built from it and repaired by auditwheel, installed in
+  a fresh venv where no compiler is found; the suite (both passes) runs from a copy of the
+  sdist's tests/ against it (tools/nox_wheel.py).
 - Hostile input (tag ``hostile``): ``fuzz`` (3.11): ``fuzz/harness.py ci``, coverage-guided
   fuzzing of loads with atheris (from PyPI), a fixed number of runs per twin and mode;
   ``asan`` (3.11): the compiled core built with AddressSanitizer in a copy of the tree
@@ -50,6 +53,7 @@ import nox
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "tools"))
+import nox_wheel  # noqa: E402  (tools/nox_wheel.py: the wheel session's implementation)
 import pythons  # noqa: E402  (tools/ is not a package; the path entry above makes it importable)
 
 nox.needs_version = ">=2025.2.9"
@@ -609,6 +613,15 @@ def asan(session: nox.Session) -> None:
     with session.chdir(ASAN_TREE):  # its conftest points children at its own src/
         pytest(report, target, "hostile-asan", files, env=env)
     report.finish()
+
+
+@nox.session(python=INTERPRETERS[HEAVY] or HEAVY, tags=["heavy"], allow_parallel=True)
+def wheel(session: nox.Session) -> None:
+    """Python 3.11: the suite against the built wheel, installed where no compiler is found.
+
+    The sdist, a wheel built from it, auditwheel repair, a fresh venv; both twins, run from a
+    copy of tests/ (tools/nox_wheel.py)."""
+    nox_wheel.wheel_session(session, Report)
 
 
 @nox.session(python=INTERPRETERS[HEAVY] or HEAVY, tags=["heavy"], allow_parallel=True)
