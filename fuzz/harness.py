@@ -173,7 +173,7 @@ class Guard:
     instead (:class:`Caller`), where a crash is informational.
     """
 
-    def __init__(self, seed_codes: Set[types.CodeType], stats: Stats) -> None:
+    def __init__(self, seed_codes: "SeedCodes", stats: Stats) -> None:
         self.seed_codes = seed_codes
         self.stats = stats
         self.library: Set[int] = set()  # ids of code objects seen to be library code
@@ -260,17 +260,50 @@ def _bytearray8_overrun(data: bytes) -> bool:
     return False
 
 
-def _code_objects(code: types.CodeType, out: Set[types.CodeType]) -> None:
-    out.add(code)
-    for const in code.co_consts:
-        if type(const) is types.CodeType:
-            _code_objects(const, out)
+def _fingerprint(code: types.CodeType) -> Tuple[Any, ...]:
+    """What code equality leaves out but running the code depends on: 3.11's ``==`` on code
+    ignores the stack size (a forged, smaller one overruns the frame when run) and the kinds
+    of the local names (read here through the names they give). All read without a copy of
+    the bytecode (``co_code`` would deoptimize a copy, which overruns on forged code)."""
+    return (code.co_stacksize, code.co_nlocals, code.co_flags, code.co_firstlineno,
+            code.co_varnames, code.co_cellvars, code.co_freevars,
+            getattr(code, "co_qualname", None))
+
+
+class SeedCodes:
+    """The code objects of the unmodified seeds (nested ones too), for "is this the code
+    CPython's compiler made?": equal as code objects *and* in every field equality skips."""
+
+    def __init__(self) -> None:
+        self._by_code: Dict[types.CodeType, Set[Tuple[Any, ...]]] = {}
+
+    @classmethod
+    def of(cls, codes: Sequence[types.CodeType]) -> "SeedCodes":
+        seeds = cls()
+        for code in codes:
+            seeds.add(code)
+        return seeds
+
+    def add(self, code: types.CodeType) -> None:
+        self._by_code.setdefault(code, set()).add(_fingerprint(code))
+        for const in code.co_consts:
+            if type(const) is types.CodeType:
+                self.add(const)
+
+    def __contains__(self, code: object) -> bool:
+        if type(code) is not types.CodeType:
+            return False
+        prints = self._by_code.get(code)
+        return prints is not None and _fingerprint(code) in prints
+
+    def __len__(self) -> int:
+        return len(self._by_code)
 
 
 class Caller:
     """Calls loaded functions in forked children, a batch per child, with a watchdog."""
 
-    def __init__(self, seed_codes: Set[types.CodeType], artifacts: str, stats: Stats,
+    def __init__(self, seed_codes: SeedCodes, artifacts: str, stats: Stats,
                  iter_functions: Any, guard: Guard) -> None:
         self.guard = guard
         self.seed_codes = seed_codes
@@ -367,8 +400,6 @@ class Caller:
 
     def _record(self, item: Tuple[types.FunctionType, bytes], status: int) -> None:
         fn, data = item
-        codes: Set[types.CodeType] = set()
-        _code_objects(fn.__code__, codes)
         seed = fn.__code__ in self.seed_codes
         hang = status in (-1, signal.SIGALRM, signal.SIGXCPU)
         what = ("hang" if hang else "exit" if status == -2
@@ -587,14 +618,14 @@ def fuzz_main(argv: List[str]) -> None:
     stats = Stats(os.path.join(work, "stats.json"))
     seeds_dir = os.path.join(work, "seeds")
     os.makedirs(seeds_dir, exist_ok=True)
-    seed_codes: Set[types.CodeType] = set()
+    seed_codes = SeedCodes()
     for name, data in _seeds.seed_pickles(fastfnpickle.dumps).items():
         if len(data) > MAX_LEN:
             continue
         with open(os.path.join(seeds_dir, name), "wb") as fh:
             fh.write(data)
         for fn in _seeds.iter_functions(pickle.loads(data)):
-            _code_objects(fn.__code__, seed_codes)
+            seed_codes.add(fn.__code__)
     _libfuzzer_dict(os.path.join(work, "pickle.dict"), _format.RECONSTRUCTORS,
                     [_format.CODE_TAG, _format.CODE_TAG_SETS, _format.FROZENSET_MARK,
                      _format.SLICE_MARK])

@@ -115,13 +115,19 @@ def test_guard_refuses_code_from_a_pickle_unless_it_is_a_seeds() -> None:
     fn = _forged()
     stats = harness.Stats(None)
     with pytest.raises(harness.ForgedCodeRun):
-        with harness.Guard(set(), stats):
+        with harness.Guard(harness.SeedCodes(), stats):
             fn()
-    with harness.Guard({fn.__code__}, stats):  # identical to a seed's code: runs
+    seeds = harness.SeedCodes.of([fn.__code__])
+    with harness.Guard(seeds, stats):  # identical to a seed's code: runs
         assert fn() == 42
-    with harness.Guard(set(), stats):  # library code runs
+    # Equal as code objects (3.11's == skips the stack size) but not the seed's: refused.
+    fn.__code__ = fn.__code__.replace(co_stacksize=fn.__code__.co_stacksize + 1)
+    with pytest.raises(harness.ForgedCodeRun):
+        with harness.Guard(seeds, stats):
+            fn()
+    with harness.Guard(harness.SeedCodes(), stats):  # library code runs
         assert os.path.join("a", "b") == "a/b"
-    assert stats.counts["load:forged-code-refused"] == 1
+    assert stats.counts["load:forged-code-refused"] == 2
 
 
 def test_caller_reports_a_crash_of_forged_code_as_informational(tmp_path: Any) -> None:
@@ -130,8 +136,8 @@ def test_caller_reports_a_crash_of_forged_code_as_informational(tmp_path: Any) -
     exec("def crash():\n    os.kill(os.getpid(), signal.SIGSEGV)\n"
          "def fine(x):\n    return x\n", g)
     stats = harness.Stats(None)
-    caller = harness.Caller(set(), str(tmp_path), stats, _seeds.iter_functions,
-                            harness.Guard(set(), stats))
+    caller = harness.Caller(harness.SeedCodes(), str(tmp_path), stats, _seeds.iter_functions,
+                            harness.Guard(harness.SeedCodes(), stats))
     caller.offer([g["fine"], g["crash"], g["fine"]], b"input")
     caller.flush()
     assert stats.counts.get("call:forged-SIGSEGV") == 1
@@ -144,8 +150,8 @@ def test_caller_finding_when_unmodified_seed_code_crashes(tmp_path: Any) -> None
                          "os": os, "signal": signal}
     exec("def crash():\n    os.kill(os.getpid(), signal.SIGSEGV)\n", g)
     stats = harness.Stats(None)
-    caller = harness.Caller({g["crash"].__code__}, str(tmp_path), stats,
-                            _seeds.iter_functions, harness.Guard(set(), stats))
+    caller = harness.Caller(harness.SeedCodes.of([g["crash"].__code__]), str(tmp_path), stats,
+                            _seeds.iter_functions, harness.Guard(harness.SeedCodes(), stats))
     caller.offer(g["crash"], b"input")
     with pytest.raises(harness.Finding):
         caller.flush()
