@@ -23,8 +23,6 @@ import sys
 import types
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-import pytest
-
 from fastfnpickle import _codecheck
 from fastfnpickle._format import seal, unseal
 
@@ -645,8 +643,6 @@ def test_refusal_names_the_function_and_the_problem(impl: Any) -> None:
         assert _refused(line) and name in line and words in line, (label, line)
 
 
-@pytest.mark.xfail(strict=True, reason="needs the loaders to turn the SystemError marshal.loads "
-                                       "raises for these into UnpicklingError")
 def test_code_failing_cpython_validation_is_unpicklingerror(impl: Any) -> None:
     blobs = {label: forged_pickle(impl, target_simple, forge)
              for label, forge in VALIDATION_SHAPES.items()}

@@ -163,6 +163,9 @@ def make_class(*args: Any) -> type:
             raise corrupt(REBUILD_MAKE_CLASS, "bases", "a tuple of classes", base)
     if type(skeleton) is not dict:
         raise corrupt(REBUILD_MAKE_CLASS, "skeleton", "a dict", skeleton)
+    qualname = skeleton.get("__qualname__", "")
+    if type(qualname) is not str:
+        raise corrupt(REBUILD_MAKE_CLASS, "skeleton's __qualname__", "a str", qualname)
     if type(cid) is not str:
         raise corrupt(REBUILD_MAKE_CLASS, "id", "a str", cid)
     return _make_class(type if metaclass is None else metaclass, name, bases, skeleton, cid)
@@ -241,7 +244,10 @@ def _without_subclass_hook(name: str, bases: tuple, skeleton: Dict[str, Any]) ->
     anywhere, and what it did to the class is in the pickled state. Made on a hook-free base
     and then rebased; None when the bases' layout does not allow that.
     """
-    cls = type(name, (_HookFree,), dict(skeleton))
+    try:
+        cls = type(name, (_HookFree,), dict(skeleton))
+    except TypeError as exc:  # a namespace no class statement makes
+        raise invalid(REBUILD_MAKE_CLASS, "skeleton", f"was refused: {exc}") from None
     try:
         cls.__bases__ = bases
     except TypeError:
@@ -337,9 +343,9 @@ def make_typevar(*args: Any) -> Any:
     try:
         return _make_typevar(kind, name, bound, constraints, covariant, contravariant,
                              infer_variance, tid, module, default)
-    except (TypeError, ValueError, SyntaxError) as exc:
+    except (TypeError, ValueError, SyntaxError, IndexError) as exc:
         # What the constructor refuses: a constraint list of one, both variances, a string
-        # bound that is no expression (3.10/3.11 compile it), ...
+        # bound that is no expression (3.10/3.11 compile it; 3.12 indexes an empty one), ...
         raise invalid(REBUILD_MAKE_TYPEVAR, "arguments", f"were refused: {exc}") from None
 
 

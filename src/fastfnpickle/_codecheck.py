@@ -56,6 +56,8 @@ from pickle import UnpicklingError
 from types import CodeType
 from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Pattern, Tuple
 
+from ._format import MAX_CONST_DEPTH
+
 _V = sys.version_info[:2]
 _op = opcode.opmap
 _NAME = {value: name for name, value in _op.items() if value < 256}
@@ -347,7 +349,8 @@ _SHAPES: Dict[Tuple[bytes, ...], Tuple[int, int, int, int, int, int]] = {}
 _SHAPES_MAX = 4096
 _CONSTS, _NAMES_, _SLOTS, _CELLS, _FREE, _STACK = range(6)
 
-_MAX_NESTING = 200  # code objects in constants of code objects (the compiler's: far fewer)
+# Code objects and constant containers nested in each other: the loaders' limit (see there).
+_MAX_NESTING = MAX_CONST_DEPTH
 # Types that are, or can hold, a code object in constants (slices: 3.14+).
 _NESTING_TYPES = frozenset((CodeType, tuple, frozenset, slice))
 

@@ -86,7 +86,8 @@ cdef object _unmarshal_sealed(str who, bytes data):
     # (Raises the same "marshal.loads" audit event as marshal.loads.)
     try:
         return PyMarshal_ReadObjectFromString(<const char*>(p + 4), n)
-    except (ValueError, EOFError, TypeError) as exc:
+    except (ValueError, EOFError, TypeError, SystemError) as exc:
+        # SystemError: code CPython's own validation refuses while marshal builds it.
         raise invalid(who, "code", f"does not unmarshal: {exc}") from None
 
 

@@ -109,7 +109,8 @@ def _code(who: str, tag: Any, data: Any, filename: Any) -> CodeType:
         _check_marshal(body)
     try:
         result = marshal.loads(body)
-    except (ValueError, EOFError, TypeError) as exc:
+    except (ValueError, EOFError, TypeError, SystemError) as exc:
+        # SystemError: code CPython's own validation refuses while marshal builds it.
         raise invalid(who, "code", f"does not unmarshal: {exc}") from None
     if type(result) is not CodeType:
         raise corrupt(who, "code", "a marshalled code object", result)
