@@ -309,6 +309,45 @@ for _kind in (_CONST, _NAMES, _LOCAL, _CELL, _PAIR, _NFREE):
 _GROUP_OF = bytes(_group_of)
 _LOW_NIBBLE = bytes(b & 15 for b in range(256))
 
+# --- Tables for a compiled copy of the check ---------------------------------------------------
+
+def _fast_tables() -> bytes:
+    """The tables above in one flat block, for a compiled copy of check_loadable (the compiled
+    loader's fast path: it accepts what it can prove sound and leaves everything else to
+    check_loadable, which decides and words the refusal). Ten 256-byte rows by opcode or kind
+    byte, then one 32-byte bit set of allowed arguments per opcode:
+
+    0 valid at an instruction in the interpreter's copy (3.12: with superinstructions)
+    1 inline cache entries   2 argument kind (_ANY, _CONST, ...)   3 right shift of the index
+    4 jump: 1 forward, 2 backward, 3 absolute   5/6 superinstruction's first/second opcode
+    7 variable kind refused   8 EXTENDED_ARG (1 at its opcode)   9 reserved (zero)
+    """
+    rows = [bytearray(256) for _ in range(10)]
+    for op in _VALID | set(_SUPERS):
+        rows[0][op] = 1
+    rows[1][:] = CACHE_SIZES
+    rows[2][:] = _KIND
+    rows[3][:] = _SHIFT
+    for op in _RELATIVE:
+        rows[4][op] = 2 if op in _BACKWARD else 1
+    for op in _ABSOLUTE:
+        rows[4][op] = 3
+    for op, (first, second) in _SUPERS.items():
+        rows[5][op] = first
+        rows[6][op] = second
+    for k in _BAD_KINDS:
+        rows[7][k] = 1
+    rows[8][_EXT] = 1
+    bits = bytearray(256 * 32)
+    for op, allowed in _TABLES.items():
+        for arg in allowed:
+            bits[op * 32 + (arg >> 3)] |= 1 << (arg & 7)
+    return b"".join(bytes(r) for r in rows) + bytes(bits)
+
+
+FAST_TABLES: bytes = _fast_tables()
+
+
 # --- Line and exception tables ---------------------------------------------------------------
 
 if _V >= (3, 11):
