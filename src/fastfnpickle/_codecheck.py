@@ -79,8 +79,9 @@ _ALL_NAME = {value: name for name, value in _ALL.items() if value < 256}
 
 
 def _cache_sizes() -> bytes:
-    """Inline CACHE entries after each opcode byte (specialized forms count their base form's),
-    as the interpreter skips them when it walks the bytecode; all zero before 3.11."""
+    """Inline CACHE entries after each opcode byte (specialized and instrumented forms count
+    their base form's), as the interpreter skips them when it walks the bytecode; all zero
+    before 3.11."""
     sizes = bytearray(256)
     entries = getattr(opcode, "_inline_cache_entries", None)
     if entries is None:
@@ -91,6 +92,10 @@ def _cache_sizes() -> bytes:
             base_of[name] = base
     for op, name in _ALL_NAME.items():
         base = base_of.get(name, name)
+        # An instrumented form counts as its base: 3.12/3.13 translate it back (DE_INSTRUMENT)
+        # when they walk the bytecode to build the code object.
+        if base.startswith("INSTRUMENTED_") and base[13:] in _op:
+            base = base[13:]
         if isinstance(entries, (list, tuple)):
             sizes[op] = entries[_op[base]] if base in _op and _op[base] < len(entries) else 0
         else:  # a mapping by name (3.13+; a frozendict on 3.15)
@@ -320,7 +325,7 @@ def _fast_tables() -> bytes:
     0 valid at an instruction in the interpreter's copy (3.12: with superinstructions)
     1 inline cache entries   2 argument kind (_ANY, _CONST, ...)   3 right shift of the index
     4 jump: 1 forward, 2 backward, 3 absolute   5/6 superinstruction's first/second opcode
-    7 variable kind refused   8 EXTENDED_ARG (1 at its opcode)   9 reserved (zero)
+    7 variable kind refused   8 EXTENDED_ARG (1 at its opcode)   9 PRELOAD_OPS (1 at each)
     """
     rows = [bytearray(256) for _ in range(10)]
     for op in _VALID | set(_SUPERS):
@@ -338,6 +343,8 @@ def _fast_tables() -> bytes:
     for k in _BAD_KINDS:
         rows[7][k] = 1
     rows[8][_EXT] = 1
+    for op in PRELOAD_OPS:
+        rows[9][op] = 1
     bits = bytearray(256 * 32)
     for op, allowed in _TABLES.items():
         for arg in allowed:
@@ -733,8 +740,9 @@ _FREE_KINDS = bytes(range(0x80, 0x100))
 #
 # A code object is "c" (0xe3 with the reference flag), five int32 fields, then its bytecode,
 # which must be bytes for the constructor to get as far as walking it: inline ("s", 0xf3) or a
-# back-reference ("r", 0xf2) to bytes read earlier. The pattern finds every such start; false
-# starts inside other data only cost an exact walk when they look dangerous.
+# back-reference ("r", 0xf2, then an int32 index below the count of objects read before) to
+# bytes read earlier. The pattern finds every such start; false starts inside other data
+# only cost an exact walk when they look dangerous.
 _CODE_START = re.compile(b"[c\\xe3][\\x00-\\xff]{20}[s\\xf3r\\xf2]", re.DOTALL)
 _PRELOAD_BYTES = re.compile(_byte_class(PRELOAD_OPS) or b"(?!)")
 
@@ -751,10 +759,15 @@ def check_marshal(data: Any) -> None:
     while m is not None:
         start = m.start()
         kind = data[start + 21]
-        if kind == 0x72 or kind == 0xF2:  # bytecode by back-reference: follow it exactly
-            _walk_exactly(data)
-            return
         size = int.from_bytes(data[start + 22:start + 26], "little", signed=True)
+        if kind == 0x72 or kind == 0xF2:
+            # Bytecode by back-reference: followed exactly, unless the index cannot name an
+            # object read before (each takes at least a byte): then this is no code object.
+            if 0 <= size < start and start + 26 <= end:
+                _walk_exactly(data)
+                return
+            m = search(data, start + 1)
+            continue
         stop = start + 26 + size
         if 2 <= size and stop <= end and (
                 CACHE_SIZES[data[stop - 2]]
