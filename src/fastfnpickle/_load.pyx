@@ -201,6 +201,9 @@ cdef object _code(str who, object tag, object data, object filename):
     if tag == _TAG_SETS or not _set_filename_in_place(<PyObject*>result, filename):
         try:
             result = _restored(result, filename, tag == _TAG_SETS, 0)
+        except (ValueError, TypeError, SystemError) as exc:
+            # What code.replace() refuses that the code check lets through.
+            raise invalid(who, "code", f"was refused by CPython: {exc}") from None
         except _TooDeep:
             raise invalid(who, "code", f"nests constants deeper than {MAX_CONST_DEPTH} levels, "
                           f"which no compiled source does") from None

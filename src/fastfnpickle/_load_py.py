@@ -119,6 +119,10 @@ def _code(who: str, tag: Any, data: Any, filename: Any) -> CodeType:
         _check_loadable(result)
     try:
         result = _restored(result, filename, tag == CODE_TAG_SETS)
+    except (ValueError, TypeError, SystemError) as exc:
+        # What code.replace() refuses that the code check lets through (a first line number
+        # below 1).
+        raise invalid(who, "code", f"was refused by CPython: {exc}") from None
     except _TooDeep:
         raise invalid(who, "code", f"nests constants deeper than {MAX_CONST_DEPTH} levels, "
                       f"which no compiled source does") from None
