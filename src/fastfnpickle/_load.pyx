@@ -69,6 +69,8 @@ cdef Py_ssize_t _CODE_CACHE_MAX = 512
 # CRC-32 (zlib's polynomial) in C, shared with _core.pyx: zlib.crc32 on a memoryview slice
 # cost more than unmarshalling the code it protects.
 include "_crc32.pxi"
+# The code check in C, for what it proves sound; _codecheck decides the rest.
+include "_codecheck_fast.pxi"
 
 
 cdef object _unmarshal_sealed(str who, bytes data):
@@ -81,7 +83,7 @@ cdef object _unmarshal_sealed(str who, bytes data):
                             | (<uint32_t>p[3] << 24))
     if _crc32(p + 4, n) != stored:
         raise invalid(who, "code", "fails its checksum (damaged bytes)")
-    if _CHECK_MARSHAL:
+    if _CHECK_MARSHAL and not _marshal_passes_fast(p + 4, n):
         _check_marshal(data[4:])  # 3.12/3.13: some forged bytecode crashes marshal.loads itself
     # (Raises the same "marshal.loads" audit event as marshal.loads.)
     try:
@@ -196,7 +198,7 @@ cdef object _code(str who, object tag, object data, object filename):
     if type(result) is not _CodeType:
         raise corrupt(who, "code", "a marshalled code object", result)
     # Before anything reads it: some forged bytecode crashes the interpreter when read.
-    if _CHECK_LOADABLE:
+    if _CHECK_LOADABLE and not _code_passes_fast(result):
         _check_loadable(result)
     if tag == _TAG_SETS or not _set_filename_in_place(<PyObject*>result, filename):
         try:
