@@ -261,11 +261,17 @@ def _bytearray8_overrun(data: bytes) -> bool:
 
 
 def _fingerprint(code: types.CodeType) -> Tuple[Any, ...]:
-    """What code equality leaves out but running the code depends on: 3.11's ``==`` on code
-    ignores the stack size (a forged, smaller one overruns the frame when run) and the kinds
-    of the local names (read here through the names they give). All read without a copy of
-    the bytecode (``co_code`` would deoptimize a copy, which overruns on forged code)."""
-    return (code.co_stacksize, code.co_nlocals, code.co_flags, code.co_firstlineno,
+    """What code equality leaves out but running the code depends on. 3.11's ``==`` on code
+    compares the bytecode *deoptimized* (a forged specialized opcode with garbage caches
+    passes for its base opcode), the constants by ``==`` (``1 == 1.0 == True``), and ignores
+    the stack size (a smaller one overruns the frame) and the kinds of the local names. So:
+    the raw bytecode as stored (``_co_code_adaptive``, read without the deoptimized copy
+    ``co_code`` makes, which overruns on forged code), the constants' types, and the rest.
+    Code that has run since it was loaded (quickened in place) no longer matches: it is then
+    refused, which costs coverage, never a false finding."""
+    return (getattr(code, "_co_code_adaptive", None),
+            tuple(type(c).__name__ for c in code.co_consts),
+            code.co_stacksize, code.co_nlocals, code.co_flags, code.co_firstlineno,
             code.co_varnames, code.co_cellvars, code.co_freevars,
             getattr(code, "co_qualname", None))
 
